@@ -1,0 +1,48 @@
+# Two commands on a fresh machine: `make demo` (set up, start the local stack, migrate the lab
+# data) and `make test`. Everything installs into .venv from the pinned requirements.lock.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+LAB_DATA ?= ../shared/data/lab-visits
+
+.PHONY: setup demo test lint format spec-tests bench up down lock
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $@
+
+demo: setup up
+	$(BIN)/clickstream migrate --input '$(LAB_DATA)/*.jsonl' --report migration-report.json
+
+test: setup lint
+	$(BIN)/pytest
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: setup
+	$(BIN)/python benchmarks/batch_migration.py
+
+up: setup
+	$(BIN)/clickstream local up
+
+down: setup
+	$(BIN)/clickstream local down
+
+# Re-pin the whole tree after changing pyproject's dependencies.
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet -e '.[local,dev]'
+	{ echo "# Fully pinned dependency tree (pip freeze of a fresh install of pyproject's dependencies with the"; \
+	  echo "# local and dev extras). Regenerate with: make lock"; \
+	  .lock-venv/bin/pip freeze --exclude-editable; } > requirements.lock
+	rm -rf .lock-venv

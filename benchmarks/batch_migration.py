@@ -1,0 +1,163 @@
+"""Batch migration throughput, side by side in one run (figures are visits per second).
+
+- floor: orjson-parse only, plain Python, no Beam: no pipeline can beat it.
+- model: the visit model (transforms/visit.py) in plain Python, no Beam.
+- straightforward: a Beam pipeline doing the same parse+flatten with one step per stage
+  (ReadFromText, Map per stage, Partition by table), on the same runner.
+- catalog: the catalog's transforms (ReadVisitLines, ParseVisits), same runner, no sink.
+- migration: the whole `clickstream migrate` (spec, sink, merge) into the BigQuery emulator;
+  needs the local stack (`make up`), skipped with a note when it is not running.
+
+Usage: python benchmarks/batch_migration.py [--input GLOB] [--rounds N] [--repeat K]
+"""
+
+import argparse
+import glob
+import os
+import statistics
+import time
+import uuid
+
+import apache_beam as beam
+import orjson
+from apache_beam.options.pipeline_options import PipelineOptions
+
+import metadata
+from transforms import bigquery_tables, visit
+from transforms.parse_visits import ParseVisits
+from transforms.visit_lines import ReadVisitLines
+
+DEFAULT_INPUT = os.path.join(
+    os.path.dirname(__file__), "..", "..", "shared", "data", "lab-visits", "*.jsonl"
+)
+
+
+def _options() -> PipelineOptions:
+    return PipelineOptions(["--runner=FnApiRunner"])
+
+
+def _count_outputs(outputs: dict) -> None:
+    for name, pcoll in outputs.items():
+        _ = pcoll | f"Count {name}" >> beam.combiners.Count.Globally()
+
+
+def catalog(path: str, repeat: int) -> None:
+    with beam.Pipeline(options=_options()) as p:
+        lines = [p | f"Read {i}" >> ReadVisitLines(path) for i in range(repeat)] | beam.Flatten()
+        _count_outputs(lines | ParseVisits())
+
+
+def straightforward(path: str, repeat: int) -> None:
+    """The textbook pipeline: a Map per stage, events exploded to elements, Partition by table."""
+    tables = list(metadata.TABLES)
+    with beam.Pipeline(options=_options()) as p:
+        lines = [p | f"Read {i}" >> beam.io.ReadFromText(path) for i in range(repeat)]
+        visits = lines | beam.Flatten() | "Decode" >> beam.Map(visit.read_visit)
+        normalised = visits | "Normalise" >> beam.Map(
+            lambda v: (v, [visit.normalise_event(e) for e in v["events"]])
+        )
+        keyed = normalised | "Key" >> beam.Map(lambda ve: (*ve, visit.visit_key(*ve)))
+        visit_rows = keyed | "VisitRow" >> beam.Map(
+            lambda vek: ("visits", visit.visit_row(vek[0], vek[2], vek[1]))
+        )
+        events = keyed | "Explode" >> beam.FlatMap(
+            lambda vek: [(vek[0], vek[2], i, e) for i, e in enumerate(vek[1]) if e.event]
+        )
+        event_rows = events | "EventRows" >> beam.FlatMap(
+            lambda t: visit.event_rows(t[0], t[1], t[2], t[3].event)
+        )
+        parts = (
+            (visit_rows, event_rows)
+            | "All" >> beam.Flatten()
+            | beam.Partition(lambda row, _: tables.index(row[0]), len(tables))
+        )
+        _count_outputs(
+            {
+                name: parts[i] | f"Row {name}" >> beam.Map(lambda t: t[1])
+                for i, name in enumerate(tables)
+            }
+        )
+
+
+def _lines(path: str) -> list[bytes]:
+    return [line for name in sorted(glob.glob(path)) for line in open(name, "rb")]
+
+
+def floor(lines: list[bytes]) -> None:
+    for line in lines:
+        orjson.loads(line)
+
+
+def model(lines: list[bytes]) -> None:
+    for number, line in enumerate(lines):
+        visit.parse_visit(line, str(number))
+
+
+def migration(path: str) -> float | None:
+    """Seconds for `clickstream migrate` into a fresh dataset, or None without the stack."""
+    from clickstream import local_stack, migrate
+
+    os.environ.update(local_stack.emulator_env())
+    if not local_stack.status()["bigquery"]["answers"]:
+        return None
+    dataset = f"bench_{uuid.uuid4().hex[:8]}"
+    try:
+        started = time.perf_counter()
+        migrate.migrate(path, dataset)
+        return time.perf_counter() - started
+    finally:
+        bigquery_tables.client().delete_dataset(dataset, delete_contents=True, not_found_ok=True)
+
+
+def _timed(run) -> float:
+    started = time.perf_counter()
+    run()
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--input", default=DEFAULT_INPUT, help="glob of JSON-lines visit files")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per pipeline")
+    parser.add_argument("--repeat", type=int, default=1, help="read the input K times per run")
+    args = parser.parse_args()
+    lines = _lines(args.input)
+    if not lines:
+        raise SystemExit(f"error: no visits in {args.input}")
+    visits = len(lines) * args.repeat
+    print(
+        f"{len(lines):,} visits in {len(glob.glob(args.input))} files; "
+        f"pipelines read them {args.repeat}x; {args.rounds} alternating rounds"
+    )
+
+    seconds: dict[str, list[float]] = {
+        name: [] for name in ("floor", "model", "straightforward", "catalog")
+    }
+    for round_number in range(1, args.rounds + 1):
+        seconds["floor"].append(_timed(lambda: floor(lines * args.repeat)))
+        seconds["model"].append(_timed(lambda: model(lines * args.repeat)))
+        seconds["straightforward"].append(_timed(lambda: straightforward(args.input, args.repeat)))
+        seconds["catalog"].append(_timed(lambda: catalog(args.input, args.repeat)))
+        print(
+            f"  round {round_number}: "
+            + ", ".join(f"{name} {values[-1]:.2f} s" for name, values in seconds.items())
+        )
+
+    rate = {name: visits / statistics.median(values) for name, values in seconds.items()}
+    print(f"\n{'':<18}{'visits/s':>10}   (median of {args.rounds})")
+    for name, value in rate.items():
+        print(f"{name:<18}{value:>10,.0f}")
+    print(f"catalog / straightforward: {rate['catalog'] / rate['straightforward']:.2f}x")
+
+    took = migration(args.input)
+    if took is None:
+        print("migration: skipped, the local stack is not running (make up)")
+    else:
+        print(
+            f"migration (spec + sink + merge into the BigQuery emulator): "
+            f"{len(lines) / took:,.0f} visits/s ({took:.1f} s for {len(lines):,} visits)"
+        )
+
+
+if __name__ == "__main__":
+    main()

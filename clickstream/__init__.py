@@ -1,0 +1,1 @@
+"""The ``clickstream`` command: local stack, migration and the catalog's other front ends."""

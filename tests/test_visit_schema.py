@@ -1,0 +1,78 @@
+"""The visit contract (metadata/visit.schema.json) against hand-written fixtures and the lab data,
+and the runtime model (transforms.visit) against the contract.
+
+Invalid fixtures are named ``<level>--<fault>.json``: the level is what the model rejects, the
+whole ``visit`` (a bad envelope) or one ``event`` (its visit still loads).
+"""
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+import metadata
+from transforms.visit import parse_visit
+
+FIXTURES = Path(__file__).parent / "fixtures" / "visits"
+VALID = sorted(FIXTURES.glob("valid/*.json"))
+INVALID = sorted(FIXTURES.glob("invalid/*.json"))
+VALIDATOR = jsonschema.Draft7Validator(metadata.visit_schema())
+
+
+def schema_errors(visit: object) -> list[str]:
+    return [
+        f"{list(error.absolute_path)}: {error.message}" for error in VALIDATOR.iter_errors(visit)
+    ]
+
+
+def expected_level(path: Path) -> str:
+    return path.stem.split("--")[0]
+
+
+def test_fixtures_exist():
+    assert len(VALID) >= 8
+    assert len(INVALID) >= 12
+    assert {expected_level(path) for path in INVALID} == {"visit", "event"}
+
+
+def test_schema_is_valid_draft_07():
+    jsonschema.Draft7Validator.check_schema(metadata.visit_schema())
+
+
+@pytest.mark.parametrize("path", VALID, ids=lambda path: path.stem)
+def test_valid_fixture_passes_schema(path):
+    assert schema_errors(json.loads(path.read_bytes())) == []
+
+
+@pytest.mark.parametrize("path", INVALID, ids=lambda path: path.stem)
+def test_invalid_fixture_fails_schema(path):
+    assert schema_errors(json.loads(path.read_bytes())), f"{path.name} passes the schema"
+
+
+@pytest.mark.parametrize("path", VALID, ids=lambda path: path.stem)
+def test_model_loads_valid_fixture_whole(path):
+    parsed = parse_visit(path.read_bytes(), f"fixture:{path.name}")
+    assert parsed.rows["dead_letter"] == []
+    assert parsed.visit_loaded
+
+
+@pytest.mark.parametrize("path", INVALID, ids=lambda path: path.stem)
+def test_model_rejects_invalid_fixture_at_its_level(path):
+    parsed = parse_visit(path.read_bytes(), f"fixture:{path.name}")
+    reasons = [row["reason"] for row in parsed.rows["dead_letter"]]
+    if expected_level(path) == "visit":
+        assert not parsed.visit_loaded
+        assert [row["level"] for row in parsed.rows["dead_letter"]] == ["visit"], reasons
+    else:
+        assert parsed.visit_loaded
+        assert [row["level"] for row in parsed.rows["dead_letter"]] == ["event"], reasons
+        assert parsed.rows["visits"][0]["rejected_event_count"] == 1
+
+
+@pytest.mark.lab
+def test_lab_sample_passes_schema(lab_data):
+    """The first 10 visits of every lab file (600 of 8,804; jsonschema is slow)."""
+    for path in sorted(lab_data.glob("*.jsonl")):
+        for number, line in enumerate(path.read_bytes().splitlines()[:10], start=1):
+            assert schema_errors(json.loads(line)) == [], f"{path.name}:{number}"

@@ -1,0 +1,1 @@
+"""The Python that the Beam YAML specs in pipelines/ call, and the visit model the rest reuses."""
