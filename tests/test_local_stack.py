@@ -8,21 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import free_ports
 
 from clickstream import local_stack
 
 ROOT = Path(__file__).resolve().parents[1]
 PORT_VARS = ("PUBSUB", "BIGQUERY", "BIGQUERY_GRPC", "STORAGE")
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
 
 
 def dead_pid() -> int:
