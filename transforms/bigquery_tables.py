@@ -14,16 +14,17 @@ from google.cloud import bigquery
 import metadata
 
 EMULATOR_ENV = "BIGQUERY_EMULATOR_HOST"
-LOCAL_PROJECT = "clickstream-local"
 STAGING_LIFETIME = datetime.timedelta(days=1)  # a failed run's staging table removes itself
 
 
 def client(project: str | None = None) -> bigquery.Client:
-    """A BigQuery client for the emulator (when ``BIGQUERY_EMULATOR_HOST`` is set) or BigQuery."""
+    """A BigQuery client for the emulator (when ``BIGQUERY_EMULATOR_HOST`` is set) or BigQuery.
+    Without ``project``, the client's default: ``GOOGLE_CLOUD_PROJECT`` (set by the local stack's
+    environment), else that of Application Default Credentials."""
     endpoint = os.environ.get(EMULATOR_ENV)
     if endpoint:
         return bigquery.Client(
-            project=project or LOCAL_PROJECT,
+            project=project,
             credentials=AnonymousCredentials(),
             client_options={"api_endpoint": endpoint},
         )
