@@ -119,7 +119,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
+    # The root logger at ERROR hides what libraries log there at import (Beam YAML warns about
+    # optional ML modules); Beam's own loggers still show warnings, ours show progress.
+    logging.basicConfig(level=logging.ERROR, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("apache_beam").setLevel(logging.WARNING)
     for name in ("clickstream", "transforms"):
         logging.getLogger(name).setLevel(logging.INFO)
     args = _parser().parse_args(argv)

@@ -5,6 +5,7 @@ inspects them. Pid files and one log per emulator live in the state directory. S
 the environment: ``CLICKSTREAM_PROJECT`` (default ``clickstream-local``),
 ``CLICKSTREAM_PUBSUB_PORT`` (8085), ``CLICKSTREAM_BIGQUERY_PORT`` (REST, 9050),
 ``CLICKSTREAM_BIGQUERY_GRPC_PORT`` (9060), ``CLICKSTREAM_STORAGE_PORT`` (9023),
+``CLICKSTREAM_METADATA_PORT`` (8089, the stand-in metadata server that hands out local credentials),
 ``CLICKSTREAM_STATE_DIR`` (``.local-stack`` in the working directory) and
 ``CLICKSTREAM_PUBSUB_EMULATOR`` (path of Google's emulator script). No cloud credentials needed.
 """
@@ -46,6 +47,7 @@ class Settings:
     bigquery_port: int
     bigquery_grpc_port: int
     storage_port: int
+    metadata_port: int
     state_dir: Path
     pubsub_emulator: Path
 
@@ -81,6 +83,7 @@ def settings() -> Settings:
         bigquery_port=int(env("CLICKSTREAM_BIGQUERY_PORT", "9050")),
         bigquery_grpc_port=int(env("CLICKSTREAM_BIGQUERY_GRPC_PORT", "9060")),
         storage_port=int(env("CLICKSTREAM_STORAGE_PORT", "9023")),
+        metadata_port=int(env("CLICKSTREAM_METADATA_PORT", "8089")),
         state_dir=Path(env("CLICKSTREAM_STATE_DIR", ".local-stack")).resolve(),
         pubsub_emulator=Path(env("CLICKSTREAM_PUBSUB_EMULATOR", str(PUBSUB_EMULATOR))),
     )
@@ -120,6 +123,16 @@ def emulators(s: Settings) -> list[Emulator]:
             SETUP_HINT,
             s.state_dir,
         ),
+        Emulator(
+            "metadata",
+            (s.metadata_port,),
+            (
+                *(sys.executable, "-m", "clickstream.metadata_server", "--host", HOST),
+                *("--port", str(s.metadata_port), "--project", s.project),
+            ),
+            SETUP_HINT,
+            s.state_dir,
+        ),
     ]
 
 
@@ -131,6 +144,9 @@ def emulator_env() -> dict[str, str]:
         "BIGQUERY_EMULATOR_HOST": f"http://{HOST}:{s.bigquery_port}",
         "STORAGE_EMULATOR_HOST": f"http://{HOST}:{s.storage_port}",
         "GOOGLE_CLOUD_PROJECT": s.project,
+        # Application Default Credentials from the stand-in metadata server: dummy, local only.
+        "GCE_METADATA_HOST": f"{HOST}:{s.metadata_port}",
+        "GCE_METADATA_IP": f"{HOST}:{s.metadata_port}",
     }
 
 

@@ -8,6 +8,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LAB_DATA = ROOT.parent / "shared" / "data" / "lab-visits"
+PORT_VARIABLES = tuple(
+    f"CLICKSTREAM_{name}_PORT"
+    for name in ("PUBSUB", "BIGQUERY", "BIGQUERY_GRPC", "STORAGE", "METADATA")
+)
 
 
 def free_ports(count: int) -> list[int]:
@@ -35,14 +39,9 @@ def stack(tmp_path_factory):
     """The three emulators, started for this session on free ports and stopped after it."""
     from clickstream import local_stack
 
-    pubsub, bigquery, grpc, storage = free_ports(4)
-    env = {
-        "CLICKSTREAM_STATE_DIR": str(tmp_path_factory.mktemp("stack")),
-        "CLICKSTREAM_PUBSUB_PORT": str(pubsub),
-        "CLICKSTREAM_BIGQUERY_PORT": str(bigquery),
-        "CLICKSTREAM_BIGQUERY_GRPC_PORT": str(grpc),
-        "CLICKSTREAM_STORAGE_PORT": str(storage),
-    }
+    ports = free_ports(len(PORT_VARIABLES))
+    env = {name: str(port) for name, port in zip(PORT_VARIABLES, ports, strict=True)}
+    env["CLICKSTREAM_STATE_DIR"] = str(tmp_path_factory.mktemp("stack"))
     saved = dict(os.environ)
     os.environ.update(env)
     try:

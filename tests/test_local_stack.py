@@ -8,12 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import free_ports
+from conftest import PORT_VARIABLES, free_ports
 
 from clickstream import local_stack
 
 ROOT = Path(__file__).resolve().parents[1]
-PORT_VARS = ("PUBSUB", "BIGQUERY", "BIGQUERY_GRPC", "STORAGE")
 
 
 def dead_pid() -> int:
@@ -24,8 +23,8 @@ def dead_pid() -> int:
 
 @pytest.fixture
 def state_dir(tmp_path, monkeypatch):
-    for name, port in zip(PORT_VARS, free_ports(len(PORT_VARS)), strict=True):
-        monkeypatch.setenv(f"CLICKSTREAM_{name}_PORT", str(port))
+    for name, port in zip(PORT_VARIABLES, free_ports(len(PORT_VARIABLES)), strict=True):
+        monkeypatch.setenv(name, str(port))
     monkeypatch.setenv("CLICKSTREAM_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.delenv("CLICKSTREAM_PROJECT", raising=False)
     monkeypatch.delenv("CLICKSTREAM_PUBSUB_EMULATOR", raising=False)
@@ -58,7 +57,7 @@ def test_up_status_up_again_down(state_dir, capsys):
     )
     assert child.returncode == 0, child.stderr
     assert "removed stale pid file" in child.stdout
-    assert child.stdout.count(" started on 127.0.0.1:") == 3
+    assert child.stdout.count(" started on 127.0.0.1:") == 4
     assert "(6 tables)" in child.stdout
 
     running = local_stack.status()
@@ -66,7 +65,7 @@ def test_up_status_up_again_down(state_dir, capsys):
     assert running["pubsub"]["port"] == int(os.environ["CLICKSTREAM_PUBSUB_PORT"])
 
     local_stack.up()
-    assert capsys.readouterr().out.count("already running") == 3
+    assert capsys.readouterr().out.count("already running") == 4
     assert local_stack.status() == running
 
     from google.auth.credentials import AnonymousCredentials
@@ -84,7 +83,7 @@ def test_up_status_up_again_down(state_dir, capsys):
     assert not any(row["running"] or row["answers"] or row["pid"] for row in stopped.values())
     assert not list(state_dir.glob("*.pid"))
     local_stack.down()
-    assert capsys.readouterr().out.count("not running") == 3
+    assert capsys.readouterr().out.count("not running") == 4
 
 
 def test_stale_pid_file(state_dir):
