@@ -38,11 +38,16 @@ up: setup
 down: setup
 	$(BIN)/clickstream local down
 
-# Re-pin the whole tree after changing pyproject's dependencies.
+# Re-pin after changing pyproject's dependencies: the flex-template image's runtime tree
+# (templates/requirements.txt), then the whole tree with the local and dev extras (requirements.lock).
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
-	.lock-venv/bin/pip install --quiet -e '.[local,dev]'
+	.lock-venv/bin/pip install --quiet .
+	{ echo "# The flex-template image's Python dependencies: the runtime tree of pyproject.toml, fully pinned"; \
+	  echo "# (no emulators, no dev tools). Regenerate with: make lock"; \
+	  .lock-venv/bin/pip freeze | grep -v '^clickstream-catalog'; } > templates/requirements.txt
+	.lock-venv/bin/pip install --quiet '.[local,dev]'
 	{ echo "# Fully pinned dependency tree (pip freeze of a fresh install of pyproject's dependencies with the"; \
 	  echo "# local and dev extras). Regenerate with: make lock"; \
-	  .lock-venv/bin/pip freeze --exclude-editable; } > requirements.lock
+	  .lock-venv/bin/pip freeze | grep -v '^clickstream-catalog'; } > requirements.lock
 	rm -rf .lock-venv

@@ -11,10 +11,12 @@ import os
 import sys
 from pathlib import Path
 
+from clickstream import template_commands
+
 DEFAULT_DATASET = "clickstream"
 
 
-def _use_local_stack() -> None:
+def use_local_stack() -> None:
     """Point the clients at the emulators, failing clearly when the stack is not up."""
     from clickstream import local_stack
 
@@ -35,6 +37,9 @@ def _local(args: argparse.Namespace) -> None:
             local_stack.up(args.dataset)
         elif args.action == "down":
             local_stack.down()
+        elif args.action == "upload":
+            for url in local_stack.upload(args.paths, args.prefix):
+                print(url)
         elif args.action == "env":
             for name, value in local_stack.emulator_env().items():
                 print(f"export {name}={value}")
@@ -65,7 +70,7 @@ def _migrate(args: argparse.Namespace) -> None:
     from clickstream import migrate
 
     if args.project is None:
-        _use_local_stack()
+        use_local_stack()
     try:
         report = migrate.migrate(
             args.input, args.dataset, args.project, args.dead_letter_table, args.beam_args
@@ -92,10 +97,15 @@ def _parser() -> argparse.ArgumentParser:
         help="start, stop or inspect the local emulators",
         description="The local stack: the Pub/Sub emulator, the BigQuery emulator (bqemulator) "
         "and the Cloud Storage emulator on 127.0.0.1, in the background. `up` also creates "
-        "the bucket, the dataset and every table from metadata/. Idempotent.",
+        "the bucket, the dataset and every table from metadata/. Idempotent. `upload` copies "
+        "local files into the stack's bucket (gs://PROJECT/PREFIX...) and prints their URLs.",
     )
-    local.add_argument("action", choices=["up", "down", "status", "env"])
+    local.add_argument("action", choices=["up", "down", "status", "env", "upload"])
+    local.add_argument("paths", nargs="*", help="upload: local files or globs to copy")
     local.add_argument("--dataset", default=DEFAULT_DATASET, help="dataset to create (up)")
+    local.add_argument(
+        "--prefix", default="landing/", help="upload: object prefix in the stack's bucket"
+    )
     local.set_defaults(run=_local)
 
     migrate = commands.add_parser(
@@ -115,6 +125,8 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("--report", help="also write the report as JSON to this file")
     migrate.add_argument("beam_args", nargs="*", help=argparse.SUPPRESS)
     migrate.set_defaults(run=_migrate)
+
+    template_commands.register(commands)
     return parser
 
 

@@ -329,16 +329,40 @@ def _install_duckdb_extensions() -> None:
         raise StackError(f"bigquery emulator: {error}; {SETUP_HINT}") from error
 
 
-def _ensure_bucket(s: Settings) -> None:
-    """Create the bucket named after the project in the storage emulator, unless it exists."""
-    from google.api_core.exceptions import Conflict
+def _storage_client(s: Settings):
+    """A Cloud Storage client for the storage emulator."""
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
-    client = storage.Client(
+    return storage.Client(
         project=s.project,
         credentials=AnonymousCredentials(),
         client_options={"api_endpoint": f"http://{HOST}:{s.storage_port}"},
     )
+
+
+def _ensure_bucket(s: Settings) -> None:
+    """Create the bucket named after the project in the storage emulator, unless it exists."""
+    from google.api_core.exceptions import Conflict
+
     with contextlib.suppress(Conflict):
-        client.create_bucket(s.project)
+        _storage_client(s).create_bucket(s.project)
+
+
+def upload(paths: list[str], prefix: str = "landing/") -> list[str]:
+    """Copy local files (globs allowed) into the stack's bucket under ``prefix``; their gs:// URLs.
+    A path that matches nothing raises StackError."""
+    import glob
+
+    files = [name for path in paths for name in sorted(glob.glob(path))]
+    missing = [path for path in paths if not glob.glob(path)]
+    if missing or not files:
+        raise StackError(f"no file matches {', '.join(missing) or 'the given paths'}")
+    s = settings()
+    bucket = _storage_client(s).bucket(s.project)
+    urls = []
+    for name in files:
+        blob = bucket.blob(prefix + Path(name).name)
+        blob.upload_from_filename(name)
+        urls.append(f"gs://{s.project}/{blob.name}")
+    return urls

@@ -1,48 +1,15 @@
 """``clickstream migrate``: run the batch migration spec and reconcile what it did."""
 
-import json
 import logging
 import time
 
-import apache_beam as beam
-from apache_beam.metrics.metric import MetricsFilter
-from apache_beam.yaml import main as yaml_main
-
 import metadata
-import pipelines
+from clickstream import templates
 from transforms import bigquery_tables, visit, visit_lines
 
 
 class MigrationError(RuntimeError):
     """The migration could not run (bad input path, stack not up, ...)."""
-
-
-def pipeline_argv(spec: str, variables: dict, beam_args: list[str]) -> list[str]:
-    """Arguments of ``python -m apache_beam.yaml.main`` for a spec of the catalog."""
-    has_runner = any(arg.startswith("--runner") for arg in beam_args)
-    return [
-        f"--yaml_pipeline_file={pipelines.spec_path(spec)}",
-        f"--jinja_variables={json.dumps(variables)}",
-        *([] if has_runner else ["--runner=FnApiRunner"]),
-        *beam_args,
-    ]
-
-
-def run_spec(spec: str, variables: dict, beam_args: list[str]) -> dict[str, int]:
-    """Runs a spec to completion; returns its ``clickstream`` counters summed over steps."""
-    options, construct, _ = yaml_main.build_pipeline_components_from_argv(
-        pipeline_argv(spec, variables, beam_args)
-    )
-    pipeline = beam.Pipeline(options=options)
-    construct(pipeline)
-    result = pipeline.run()
-    result.wait_until_finish()
-    counters: dict[str, int] = {}
-    query = result.metrics().query(MetricsFilter().with_namespace("clickstream"))
-    for counter in query["counters"]:
-        name = counter.key.metric.name
-        counters[name] = counters.get(name, 0) + (counter.committed or counter.attempted or 0)
-    return counters
 
 
 def build_report(counters: dict[str, int], tables: dict[str, int], seconds: float) -> dict:
@@ -88,11 +55,13 @@ def migrate(
     )
     client = bigquery_tables.client(project)
     bigquery_tables.ensure_tables(client.project, dataset)
-    variables = {"input": input_path, "dataset": dataset, "project": client.project}
+    given = {"input": input_path, "dataset": dataset, "bigquery_project": client.project}
     if dead_letter_table:
-        variables["dead_letter_table"] = dead_letter_table
+        given["dead_letter_table"] = dead_letter_table
+    # Unlike the template (Cloud Storage only), migrate also reads local files.
+    variables = templates.variables("batch_migration", given, unchecked=("input",))
     started = time.perf_counter()
-    counters = run_spec("batch_migration", variables, list(beam_args))
+    counters = templates.run_and_wait("batch_migration", variables, list(beam_args))
     seconds = time.perf_counter() - started
     tables = {
         name: bigquery_tables.row_count(client, f"{client.project}.{dataset}.{name}")

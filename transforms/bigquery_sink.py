@@ -11,6 +11,7 @@ import logging
 import uuid
 
 import apache_beam as beam
+from apache_beam.transforms.window import GlobalWindows
 from apache_beam.utils.windowed_value import WindowedValue
 from google.cloud import bigquery
 
@@ -105,6 +106,9 @@ class _MergeStaged(beam.DoFn):
     def process(self, staged: int):
         target = self.target
         bigquery_tables.create_table(target.client, target.ref, target.schema)
+        if not staged:  # nothing came: the table exists, there is nothing to merge
+            yield beam.Row(table=target.table_id, rows_written=0, rows_inserted=0)
+            return
         sql = bigquery_tables.merge_statement(target.table_id, target.staging_id, target.schema)
         job = target.client.query(sql)
         job.result()
@@ -126,7 +130,9 @@ class WriteToBigQueryTable(beam.PTransform):
     created from its metadata when missing. Works against the BigQuery emulator when
     ``BIGQUERY_EMULATOR_HOST`` is set, and against BigQuery otherwise.
 
-    Outputs one row per merge: ``table``, ``rows_written``, ``rows_inserted`` (new rows).
+    Outputs one row per merge: ``table``, ``rows_written``, ``rows_inserted`` (new rows). In
+    the global window (batch) the table is created even when no row comes. The dataset must
+    exist.
 
     Args:
       table: The table to write, ``[project.]dataset.table``.
@@ -155,9 +161,12 @@ class WriteToBigQueryTable(beam.PTransform):
 
     def expand(self, pcoll):
         target = _Target(self.table, self.schema, self.project, uuid.uuid4().hex[:12])
+        total = beam.CombineGlobally(sum)
+        if not isinstance(pcoll.windowing.windowfn, GlobalWindows):
+            total = total.without_defaults()  # one merge per window that has rows
         return (
             pcoll
             | "Stage" >> beam.ParDo(_StageRows(target, self.batch_size))
-            | "Total" >> beam.CombineGlobally(sum).without_defaults()
+            | "Total" >> total
             | "Merge" >> beam.ParDo(_MergeStaged(target))
         )

@@ -32,8 +32,9 @@ def client(project: str | None = None) -> bigquery.Client:
 
 
 def table_ref(table: str, project: str) -> bigquery.TableReference:
-    """``project.dataset.table`` or ``dataset.table`` (in ``project``) to a reference."""
-    parts = table.split(".")
+    """``project.dataset.table``, ``project:dataset.table`` or ``dataset.table`` (in
+    ``project``) to a reference."""
+    parts = table.replace(":", ".", 1).split(".")
     if len(parts) == 2:
         parts.insert(0, project)
     if len(parts) != 3 or not all(parts):

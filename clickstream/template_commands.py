@@ -1,0 +1,139 @@
+"""``clickstream template``: list, run locally, build on Google Cloud, document the catalog."""
+
+import argparse
+import subprocess
+
+import pipelines
+
+# clickstream.templates imports Beam (seconds); the handlers import it when they run.
+
+
+def _parameters(pairs: list[str]) -> dict[str, str]:
+    given = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"error: --param takes KEY=VALUE, not {pair!r}")
+        given[key] = value
+    return given
+
+
+def _list(args: argparse.Namespace) -> None:
+    from clickstream import templates
+
+    for name in pipelines.names():
+        meta = templates.metadata(name)
+        kind = "streaming" if meta.get("streaming") else "batch"
+        print(f"{name:<24}{kind:<11}{meta['name']}")
+
+
+def _run(args: argparse.Namespace) -> None:
+    from clickstream import templates
+    from clickstream.cli import use_local_stack
+
+    try:
+        variables = templates.variables(args.name, _parameters(args.param))
+    except (templates.ParameterError, FileNotFoundError) as error:
+        raise SystemExit(f"error: {error}") from None
+    use_local_stack()
+    print(
+        f"running {args.name} on the local stack with "
+        + ", ".join(f"{k}={v!r}" for k, v in variables.items())
+    )
+    counters = templates.run_and_wait(args.name, variables, args.beam_args)
+    print(f"\n{args.name} finished")
+    for key in sorted(counters):
+        print(f"  {key:<32}{counters[key]:>10,}")
+
+
+def _build(args: argparse.Namespace) -> None:
+    from clickstream import templates
+
+    names = pipelines.names() if args.all else [args.name]
+    if not names[0]:
+        raise SystemExit("error: name a template or pass --all")
+    where = (args.project, args.region, args.bucket, args.repository, args.tag)
+    for name in names:
+        try:
+            templates.metadata(name)
+        except FileNotFoundError as error:
+            raise SystemExit(f"error: {error}") from None
+        print(f"# {name}: build the image, then the template file")
+        for command in templates.build_commands(name, *where):
+            print(templates.shell(command))
+            if not args.dry_run:
+                subprocess.run(command, check=True)
+        print(f"# {name}: run it (example parameters; see docs/templates/{name}.md)")
+        example = templates.example_parameters(name)
+        print(templates.shell(templates.run_command(name, *where, example)) + "\n")
+
+
+def _docs(args: argparse.Namespace) -> None:
+    from clickstream import template_docs
+
+    stale = template_docs.write(check=args.check)
+    if args.check and stale:
+        raise SystemExit(
+            "error: generated docs are stale: "
+            + ", ".join(stale)
+            + "; run `clickstream template docs`"
+        )
+    print("template docs " + ("are up to date" if args.check else "written"))
+
+
+def register(commands) -> None:
+    """Adds ``template`` and its actions to the ``clickstream`` command."""
+    template = commands.add_parser(
+        "template",
+        help="the flex-template catalog: list, run locally, build, docs",
+        description="Every spec in pipelines/ is a Dataflow flex template, its parameters in "
+        "metadata/<name>.json.",
+    )
+    actions = template.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    actions.add_parser("list", help="the templates of the catalog").set_defaults(run=_list)
+
+    run = actions.add_parser(
+        "run",
+        help="run a template on the local stack (the local twin of gcloud ... flex-template run)",
+        description="Checks the parameters against the template's metadata (name, required, "
+        "regexes) before anything runs, then runs the spec on Beam's local runner against "
+        "the local stack. The same --param values work unchanged in `gcloud dataflow "
+        "flex-template run --parameters`. gs:// paths are served by the storage emulator "
+        "(stage local files with `clickstream local upload`). Arguments after `--` go to Beam.",
+    )
+    run.add_argument("name", help="template (spec) name, e.g. batch_migration")
+    run.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a template parameter (repeat for each)",
+    )
+    run.add_argument("beam_args", nargs="*", help=argparse.SUPPRESS)
+    run.set_defaults(run=_run)
+
+    build = actions.add_parser(
+        "build",
+        help="build templates on Google Cloud (Cloud Build + flex-template build)",
+        description="Runs, or with --dry-run prints, for each template: `gcloud builds submit` "
+        "of templates/Dockerfile (image REGION-docker.pkg.dev/PROJECT/REPOSITORY/"
+        "clickstream-NAME:TAG) and `gcloud dataflow flex-template build` of "
+        "gs://BUCKET/templates/NAME.json with metadata/NAME.json; then prints an example "
+        "`gcloud dataflow flex-template run`.",
+    )
+    build.add_argument("name", nargs="?", default="", help="template name (or --all)")
+    build.add_argument("--all", action="store_true", help="every template of the catalog")
+    build.add_argument("--project", required=True)
+    build.add_argument("--region", required=True, help="e.g. europe-west1")
+    build.add_argument("--bucket", required=True, help="bucket for template files (no gs://)")
+    build.add_argument("--repository", default="clickstream", help="Artifact Registry repository")
+    build.add_argument("--tag", default="latest", help="image tag")
+    build.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    build.set_defaults(run=_build)
+
+    docs = actions.add_parser(
+        "docs", help="generate docs/templates/*.md and the README's catalog from the metadata"
+    )
+    docs.add_argument("--check", action="store_true", help="fail if the committed docs are stale")
+    docs.set_defaults(run=_docs)

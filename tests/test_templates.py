@@ -1,0 +1,187 @@
+"""The flex-template catalog's contracts: metadata ⇔ spec variables, parameter regexes, the
+Dockerfile, the generated docs, the gcloud commands, and the local twin of flex-template run."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import jinja2
+import jinja2.meta
+import pytest
+
+import pipelines
+from clickstream import template_docs, templates
+
+ROOT = Path(__file__).resolve().parents[1]
+BUILT_INS: set[str] = set()  # jinja variables a spec may use that are not template parameters
+PARAM_TYPES = {
+    "TEXT", "BOOLEAN", "NUMBER", "ENUM", "GCS_READ_FILE", "GCS_READ_FOLDER", "GCS_READ_BUCKET",
+    "GCS_WRITE_FILE", "GCS_WRITE_FOLDER", "GCS_WRITE_BUCKET", "BIGQUERY_TABLE", "PUBSUB_TOPIC",
+    "PUBSUB_SUBSCRIPTION",
+}  # fmt: skip
+NAMES = pipelines.names()
+
+
+def _spec_variables(name: str) -> set[str]:
+    source = pipelines.spec_path(name).read_text()
+    return jinja2.meta.find_undeclared_variables(jinja2.Environment().parse(source))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_spec_variables_are_the_template_parameters(name):
+    parameters = {p["name"] for p in templates.metadata(name)["parameters"]}
+    assert _spec_variables(name) == parameters | BUILT_INS
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_metadata_is_complete(name):
+    meta = templates.metadata(name)
+    assert meta["name"] and meta["description"] and isinstance(meta["streaming"], bool)
+    for p in meta["parameters"]:
+        assert {"name", "label", "helpText", "isOptional", "paramType", "regexes"} <= set(p), p
+        assert p["paramType"] in PARAM_TYPES
+        assert p["regexes"], f"{p['name']} has no regex"
+        if p["isOptional"]:
+            assert "defaultValue" in p, f"optional {p['name']} needs its default here"
+
+
+def _examples() -> list:
+    return list(_each_example())
+
+
+def _each_example():
+    for name in NAMES:
+        for kind in ("valid", "invalid"):
+            for key, values in templates.examples(name)[kind].items():
+                for value in values:
+                    yield pytest.param(name, kind, key, value, id=f"{name}-{kind}-{key}-{value!r}")
+
+
+@pytest.mark.parametrize(("name", "kind", "key", "value"), _examples())
+def test_regexes_accept_examples_and_reject_bad_values(name, kind, key, value):
+    (parameter,) = [p for p in templates.metadata(name)["parameters"] if p["name"] == key]
+    matches = all(re.fullmatch(regex, value) for regex in parameter["regexes"])
+    assert matches == (kind == "valid")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_parameter_has_valid_and_invalid_examples(name):
+    parameters = {p["name"] for p in templates.metadata(name)["parameters"]}
+    assert set(templates.examples(name)["valid"]) == parameters
+    assert set(templates.examples(name)["invalid"]) == parameters
+
+
+def test_parameters_are_checked_by_name():
+    with pytest.raises(templates.ParameterError, match=r"'input'.*does not match"):
+        templates.variables("batch_migration", {"input": "/data/visits.jsonl"})
+    with pytest.raises(templates.ParameterError, match="'input' is required"):
+        templates.variables("batch_migration", {})
+    with pytest.raises(templates.ParameterError, match="unknown parameter 'inptu'"):
+        templates.variables("batch_migration", {"input": "gs://bucket/x", "inptu": "x"})
+    assert templates.variables("batch_migration", {"input": "gs://bucket/x"}) == {
+        "input": "gs://bucket/x",
+        "dataset": "clickstream",
+        "dead_letter_table": "",
+        "bigquery_project": "",
+    }
+
+
+def test_launcher_splits_parameters_from_beam_options():
+    given, beam_args = templates.parse_launcher_args(
+        "batch_migration",
+        ["--input=gs://bucket/v/*.jsonl", "--dataset=d", "--runner=DataflowRunner", "--region=r"],
+    )
+    assert given == {"input": "gs://bucket/v/*.jsonl", "dataset": "d"}
+    assert beam_args == ["--runner=DataflowRunner", "--region=r"]
+
+
+def _dockerfile() -> list[list[str]]:
+    lines = (ROOT / "templates" / "Dockerfile").read_text().splitlines()
+    return [line.split() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def test_dockerfile_copies_only_what_exists_and_runs_no_java():
+    copied = []
+    for words in _dockerfile():
+        if words[0] == "COPY" and not words[1].startswith("--from"):
+            for source in words[1:-1]:
+                assert (ROOT / source).exists(), f"COPY source {source} does not exist"
+                copied.append(source)
+        assert not {"java", "mvn", "maven"} & {w.lower() for w in words}, words
+    env = {w.split("=")[0]: w.split("=", 1)[1] for ws in _dockerfile() if ws[0] == "ENV"
+           for w in ws[1:]}  # fmt: skip
+    entry = env["FLEX_TEMPLATE_PYTHON_PY_FILE"].removeprefix("/template/")
+    assert entry in copied and (ROOT / entry).is_file()
+    assert env["CLICKSTREAM_PIPELINE"] == "${PIPELINE}"
+    images = [ws[1] for ws in _dockerfile() if ws[0] == "FROM"]
+    assert "gcr.io/dataflow-templates-base/python311-template-launcher-base" in images
+
+
+def test_image_requirements_are_pinned_and_match_the_lock():
+    image = [
+        line
+        for line in (ROOT / "templates" / "requirements.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
+    lock = set((ROOT / "requirements.lock").read_text().splitlines())
+    assert image and all(re.fullmatch(r"[A-Za-z0-9_.\-\[\],]+==[^=\s]+", line) for line in image)
+    assert set(image) <= lock, set(image) - lock
+    assert not any(line.lower().startswith(("bqemulator", "pytest", "ruff")) for line in image)
+
+
+def test_generated_docs_are_fresh():
+    assert template_docs.write(check=True) == [], "run `clickstream template docs`"
+
+
+def test_build_dry_run_prints_the_exact_commands():
+    result = subprocess.run(
+        [sys.executable, "-m", "clickstream", "template", "build", "--all", "--dry-run",
+         "--project", "my-project", "--region", "europe-west1", "--bucket", "my-bucket"],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    image = "europe-west1-docker.pkg.dev/my-project/clickstream/clickstream-batch_migration:latest"
+    assert (
+        "gcloud dataflow flex-template build gs://my-bucket/templates/batch_migration.json "
+        f"--project my-project --image {image} --sdk-language PYTHON "
+        "--metadata-file metadata/batch_migration.json"
+    ) in result.stdout
+    assert f"_IMAGE={image},_PIPELINE=batch_migration ." in result.stdout
+    assert "--parameters 'input=gs://your-bucket/visits/*.jsonl'" in result.stdout
+
+
+def _cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "clickstream", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def test_run_refuses_a_bad_parameter_before_running(tmp_path):
+    result = _cli("template", "run", "batch_migration", "--param", "input=/data/visits.jsonl")
+    assert result.returncode != 0
+    assert "parameter 'input'" in result.stderr and "^gs:" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_run_on_the_local_stack(stack, lab_data):
+    from clickstream import local_stack
+    from transforms import bigquery_tables
+
+    files = sorted(lab_data.glob("visits-2024-07-0[12].jsonl"))
+    visits = sum(len(path.read_text().splitlines()) for path in files)
+    urls = local_stack.upload([str(path) for path in files], "template-run/")
+    assert urls == [f"gs://{stack.project}/template-run/{path.name}" for path in files]
+    bigquery_tables.ensure_dataset(bigquery_tables.client(), "templated")
+    result = _cli(
+        "template", "run", "batch_migration",
+        "--param", f"input=gs://{stack.project}/template-run/*.jsonl",
+        "--param", "dataset=templated",
+        "--param", "dead_letter_table=templated.rejects",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    counters = dict(re.findall(r"^\s+(\S+)\s+([\d,]+)$", result.stdout, re.MULTILINE))
+    assert counters["records_read"] == counters["visits_accepted"] == f"{visits:,}"
+    bq = bigquery_tables.client()
+    assert bigquery_tables.row_count(bq, f"{stack.project}.templated.visits") == visits
+    assert bigquery_tables.row_count(bq, f"{stack.project}.templated.rejects") == 0
+    assert bigquery_tables.row_count(bq, f"{stack.project}.templated.page_views") > 0
