@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 LAB_DATA ?= ../shared/data/lab-visits
 
-.PHONY: setup demo test lint format spec-tests bench up down lock
+.PHONY: setup demo test lint format bench up down templates lock
 
 setup: $(VENV)/.installed
 
@@ -31,6 +31,11 @@ format: setup
 
 bench: setup
 	$(BIN)/python benchmarks/batch_migration.py
+
+# Build every flex template on Google Cloud: make templates PROJECT=p REGION=r BUCKET=b [DRY_RUN=1]
+templates: setup
+	$(BIN)/clickstream template build --all --project $(PROJECT) --region $(REGION) \
+	  --bucket $(BUCKET) $(if $(DRY_RUN),--dry-run)
 
 up: setup
 	$(BIN)/clickstream local up
