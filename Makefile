@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 LAB_DATA ?= ../shared/data/lab-visits
 
-.PHONY: setup demo test lint format bench up down templates lock
+.PHONY: setup browser demo test lint format bench up down templates lock
 
 setup: $(VENV)/.installed
 
@@ -18,8 +18,14 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 demo: setup up
 	$(BIN)/clickstream migrate --input '$(LAB_DATA)/*.jsonl' --report migration-report.json
 
-test: setup lint
+test: setup lint browser
 	$(BIN)/pytest
+
+# Debian's Chromium, for the dashboard's browser test (root, or sudo, for apt-get).
+browser:
+	@command -v chromium >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }
 
 lint: setup
 	$(BIN)/ruff check .
