@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from clickstream import template_commands
+from clickstream import dashboard, template_commands, views
 
 DEFAULT_DATASET = "clickstream"
 
@@ -127,6 +127,8 @@ def _parser() -> argparse.ArgumentParser:
     migrate.set_defaults(run=_migrate)
 
     template_commands.register(commands)
+    views.register(commands)
+    dashboard.register(commands)
     return parser
 
 

@@ -170,6 +170,10 @@ def up(dataset: str = "clickstream") -> None:
 
     tables = bigquery_tables.ensure_tables(s.project, dataset)
     print(f"{'bigquery':<8} dataset {s.project}.{dataset} ready ({len(tables)} tables)")
+    from clickstream import views
+
+    applied = views.apply_views(s.project, dataset)
+    print(f"{'bigquery':<8} views of {s.project}.{dataset} ready ({len(applied)} views)")
 
 
 def down() -> None:

@@ -1,0 +1,425 @@
+"""``clickstream dashboard``: the lab's dashboard and realtime page, and a Looker Studio link.
+
+The dashboard (``/``) draws the four Task 1.3 charts (visits by page, most popular items, sales
+by category, visits by device type); the realtime page (``/realtime``, Task 3) shows clicks by page
+and page views per minute over the last minutes and refreshes by itself. Both read the analyst
+views (``metadata/views``) through the BigQuery client: the local stack, or a project with
+``--project``. Charts are drawn in the browser by plotly.js, served from the plotly package, so
+nothing is fetched from the internet at view time.
+
+``--looker-link`` prints a Looker Studio Linking API URL that creates a report whose data sources
+are the same views in BigQuery.
+"""
+
+import argparse
+import datetime
+import functools
+import json
+import logging
+import sys
+from dataclasses import dataclass
+from decimal import Decimal
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
+
+from plotly.utils import PlotlyJSONEncoder
+
+from clickstream import views
+from clickstream.dashboard_charts import (
+    TOP_ITEMS,
+    clicks_by_page_chart,
+    page_views_per_minute_chart,
+    popular_items_chart,
+    sales_by_category_chart,
+    visits_by_device_chart,
+    visits_by_page_chart,
+)
+
+LOG = logging.getLogger(__name__)
+ASSETS = resources.files("clickstream").joinpath("dashboard_assets")
+ASSET_ROUTES = {
+    "/": "index.html",
+    "/realtime": "realtime.html",
+    "/static/dashboard.css": "dashboard.css",
+    "/static/dashboard.js": "dashboard.js",
+}
+CONTENT_TYPES = {
+    "html": "text/html; charset=utf-8",
+    "css": "text/css; charset=utf-8",
+    "js": "text/javascript; charset=utf-8",
+    "json": "application/json",
+}
+LOOKER_CREATE_URL = "https://lookerstudio.google.com/reporting/create"
+# Linking API data source aliases ds0, ds1, ... in this order; a template report given with
+# --report-id must use the same aliases for the same views.
+LOOKER_DATA_SOURCES = (
+    "visits_by_page",
+    "popular_items",
+    "sales_by_category",
+    "visits_by_device",
+    "page_views_per_minute",
+)
+CLOCKS = ("now", "latest")
+MAX_MINUTES = 24 * 60
+
+
+class BadRequest(ValueError):
+    """A request parameter is out of range."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where the views live: a BigQuery client (emulator or cloud) and a dataset."""
+
+    bq: object  # google.cloud.bigquery.Client, imported lazily
+    dataset: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.bq.project}.{self.dataset}"
+
+    def view(self, name: str) -> str:
+        return f"`{self.bq.project}.{self.dataset}.{name}`"
+
+    def rows(self, sql: str, **params) -> list[dict]:
+        """The rows of ``sql`` as dicts; ``params`` become query parameters (@name)."""
+        from google.cloud import bigquery
+
+        config = bigquery.QueryJobConfig(
+            query_parameters=[_parameter(name, value) for name, value in params.items()]
+        )
+        return [dict(row.items()) for row in self.bq.query(sql, job_config=config).result()]
+
+    def missing_views(self) -> list[str]:
+        """The views of ``metadata/views`` that the dataset lacks."""
+        from google.api_core.exceptions import NotFound
+
+        missing = []
+        for view in views.load():
+            try:
+                self.bq.get_table(f"{self.name}.{view.name}")
+            except NotFound:
+                missing.append(view.name)
+        return missing
+
+
+def _parameter(name: str, value):
+    from google.cloud import bigquery
+
+    kind = "TIMESTAMP" if isinstance(value, datetime.datetime) else "INT64"
+    return bigquery.ScalarQueryParameter(name, kind, value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    source: Source
+    clock: str  # "now" (live stream) or "latest" (the realtime window ends at the latest minute)
+    minutes: int  # default realtime window
+    refresh_seconds: int
+
+
+# Data for the pages
+
+
+def dashboard_data(source: Source) -> dict:
+    """The four Task 1.3 datasets from the views, totals over them, and a chart for each."""
+    data = {
+        "visits_by_page": source.rows(
+            f"SELECT * FROM {source.view('visits_by_page')} "
+            "ORDER BY visits DESC, page_views DESC, page_path"
+        ),
+        "popular_items": source.rows(
+            f"SELECT * FROM {source.view('popular_items')} "
+            "WHERE units_rank <= @top OR revenue_rank <= @top "
+            "ORDER BY currency, units_rank, revenue_rank, product_id",
+            top=TOP_ITEMS,
+        ),
+        "sales_by_category": source.rows(
+            f"SELECT * FROM {source.view('sales_by_category')} "
+            "ORDER BY revenue DESC, category, currency"
+        ),
+        "visits_by_device": source.rows(
+            f"SELECT * FROM {source.view('visits_by_device')} ORDER BY visits DESC, device_type"
+        ),
+    }
+    return {
+        "source": source.name,
+        "data": data,
+        "totals": totals(data),
+        "charts": {
+            "visits_by_page": visits_by_page_chart(data["visits_by_page"]),
+            "popular_items": popular_items_chart(data["popular_items"]),
+            "sales_by_category": sales_by_category_chart(data["sales_by_category"]),
+            "visits_by_device": visits_by_device_chart(data["visits_by_device"]),
+        },
+    }
+
+
+def totals(data: dict) -> dict:
+    """Headline figures: visits, page views, visits with a purchase, units, revenue by currency."""
+    devices, sales = data["visits_by_device"], data["sales_by_category"]
+    revenue: dict[str, Decimal] = {}
+    for row in sales:
+        revenue[row["currency"]] = revenue.get(row["currency"], Decimal(0)) + row["revenue"]
+    return {
+        "visits": sum(row["visits"] for row in devices),
+        "visits_with_purchase": sum(row["visits_with_purchase"] for row in devices),
+        "page_views": sum(row["page_views"] for row in data["visits_by_page"]),
+        "units_sold": sum(row["units_sold"] for row in sales),
+        "revenue": revenue,
+    }
+
+
+def realtime_data(
+    source: Source, minutes: int, clock: str, now: datetime.datetime | None = None
+) -> dict:
+    """Page views per minute and clicks by page in the window of ``minutes`` whole minutes that
+    ends at the current minute (``clock`` "now") or at the latest minute in the data ("latest")."""
+    view = source.view("page_views_per_minute")
+    end = None
+    if clock == "latest":
+        end = source.rows(f"SELECT MAX(minute) AS latest FROM {view}")[0]["latest"]
+    end = (end or now or datetime.datetime.now(datetime.UTC)).replace(second=0, microsecond=0)
+    start = end - datetime.timedelta(minutes=minutes)  # the window is (start, end]
+    rows = source.rows(
+        f"SELECT minute, page_path, page_views FROM {view} "
+        "WHERE minute > @start AND minute <= @end",
+        start=start,
+        end=end,
+    )
+    per_minute = {start + datetime.timedelta(minutes=i + 1): 0 for i in range(minutes)}
+    by_page: dict[str, int] = {}
+    for row in rows:
+        per_minute[row["minute"]] += row["page_views"]
+        by_page[row["page_path"]] = by_page.get(row["page_path"], 0) + row["page_views"]
+    per_minute_rows = [{"minute": m, "page_views": n} for m, n in per_minute.items()]
+    by_page_rows = [
+        {"page_path": page, "page_views": n}
+        for page, n in sorted(by_page.items(), key=lambda item: (-item[1], item[0]))
+    ]
+    return {
+        "source": source.name,
+        "clock": clock,
+        "minutes": minutes,
+        "window_start": start,
+        "window_end": end,
+        "page_views": sum(by_page.values()),
+        "per_minute": per_minute_rows,
+        "by_page": by_page_rows,
+        "charts": {
+            "page_views_per_minute": page_views_per_minute_chart(per_minute_rows),
+            "clicks_by_page": clicks_by_page_chart(by_page_rows),
+        },
+    }
+
+
+# Charts: plotly figures as JSON-ready dicts, drawn by plotly.js in the page
+
+
+def looker_link(project: str, dataset: str, report_id: str | None = None) -> str:
+    """A Looker Studio Linking API URL with one BigQuery data source per view (aliases ds0, ds1,
+    ... in ``LOOKER_DATA_SOURCES`` order). Without ``report_id`` it creates a blank report with
+    those data sources, open for editing; with one, a copy of that template report on them."""
+    params = {"r.reportName": f"Clickstream analytics ({project}.{dataset})", "c.mode": "edit"}
+    if report_id:
+        params["c.reportId"] = report_id
+    for index, name in enumerate(LOOKER_DATA_SOURCES):
+        alias = f"ds.ds{index}"
+        params |= {
+            f"{alias}.connector": "bigQuery",
+            f"{alias}.datasourceName": f"{dataset}.{name}",
+            f"{alias}.type": "TABLE",
+            f"{alias}.projectId": project,
+            f"{alias}.datasetId": dataset,
+            f"{alias}.tableId": name,
+        }
+    return f"{LOOKER_CREATE_URL}?{urlencode(params, quote_via=quote)}"
+
+
+# The server
+
+
+class DashboardServer(ThreadingHTTPServer):
+    """Serves the pages, their JSON and plotly.js; ``settings`` says where the data is."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], settings: Settings):
+        super().__init__(address, DashboardHandler)
+        self.settings = settings
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}/"
+
+
+class DashboardHandler(BaseHTTPRequestHandler):
+    server: DashboardServer
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        if url.path in ASSET_ROUTES:
+            name = ASSET_ROUTES[url.path]
+            self._send(ASSETS.joinpath(name).read_bytes(), name.rsplit(".", 1)[1])
+        elif url.path == "/static/plotly.min.js":
+            self._send(plotly_js(), "js", cache=True)
+        elif url.path == "/api/charts":
+            self._send_data(lambda: dashboard_data(self.server.settings.source))
+        elif url.path == "/api/realtime":
+            self._send_data(lambda: self._realtime(parse_qs(url.query)))
+        else:
+            self._send_json({"error": f"not found: {url.path}"}, HTTPStatus.NOT_FOUND)
+
+    def _realtime(self, query: dict[str, list[str]]) -> dict:
+        settings = self.server.settings
+        minutes = query.get("minutes", [str(settings.minutes)])[0]
+        if not minutes.isdigit() or not 1 <= int(minutes) <= MAX_MINUTES:
+            raise BadRequest(f"minutes must be a whole number from 1 to {MAX_MINUTES}")
+        data = realtime_data(settings.source, int(minutes), settings.clock)
+        return data | {"refresh_seconds": settings.refresh_seconds}
+
+    def _send_data(self, build) -> None:
+        try:
+            data = build()
+        except BadRequest as error:
+            self._send_json({"error": str(error)}, HTTPStatus.BAD_REQUEST)
+        except Exception as error:  # the page shows what went wrong (e.g. the emulator stopped)
+            LOG.warning("%s failed: %s", self.path, error)
+            self._send_json({"error": str(error)}, HTTPStatus.BAD_GATEWAY)
+        else:
+            self._send_json(data)
+
+    def _send_json(self, data: dict, status: HTTPStatus = HTTPStatus.OK) -> None:
+        body = json.dumps(data, cls=PlotlyJSONEncoder)  # Decimal and datetime too
+        self._send(body.encode(), "json", status)
+
+    def _send(
+        self, body: bytes, kind: str, status: HTTPStatus = HTTPStatus.OK, cache: bool = False
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", CONTENT_TYPES[kind])
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "max-age=86400" if cache else "no-store")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args) -> None:
+        LOG.debug(format, *args)  # polling every few seconds would flood the terminal
+
+
+@functools.cache
+def plotly_js() -> bytes:
+    """plotly.js as shipped in the plotly package (no CDN)."""
+    from plotly.offline import get_plotlyjs
+
+    return get_plotlyjs().encode()
+
+
+# The command
+
+
+def register(commands) -> None:
+    """Add ``dashboard`` to the ``clickstream`` command's subcommands."""
+    from clickstream.cli import DEFAULT_DATASET
+
+    parser = commands.add_parser(
+        "dashboard",
+        help="serve the dashboard and realtime page, or print a Looker Studio link",
+        description="Serves the lab's dashboard (visits by page, most popular items, sales by "
+        "category, visits by device type) at / and a realtime page (clicks by page, page views "
+        "per minute; refreshes by itself) at /realtime, from the analyst views of the local "
+        "stack or, with --project, BigQuery. Works offline. With --looker-link it prints a "
+        "Looker Studio URL that creates a report on the views instead.",
+    )
+    parser.add_argument("--project", help="Google Cloud project (default: the local stack)")
+    parser.add_argument("--dataset", default=DEFAULT_DATASET, help="BigQuery dataset")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=8050, help="port to listen on (8050)")
+    parser.add_argument(
+        "--clock",
+        choices=CLOCKS,
+        default="now",
+        help="where the realtime window ends: now (a live stream), or latest: the latest "
+        "minute with page views in the data (replaying past data, such as the lab's 2024 files)",
+    )
+    parser.add_argument(
+        "--minutes",
+        type=_minutes,
+        default=60,
+        help="realtime window in minutes (60; the page's ?minutes=N overrides it)",
+    )
+    parser.add_argument(
+        "--refresh", type=int, default=10, help="seconds between realtime refreshes (10)"
+    )
+    parser.add_argument(
+        "--looker-link",
+        action="store_true",
+        help="print a Looker Studio Linking API URL that creates a report on the views in "
+        "--project and --dataset, and exit",
+    )
+    parser.add_argument(
+        "--report-id",
+        help="with --looker-link: a template report to copy; its data sources ds0..ds4 are "
+        "replaced by the views (default: a blank report)",
+    )
+    parser.set_defaults(run=_run)
+
+
+def _minutes(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= MAX_MINUTES:
+        raise argparse.ArgumentTypeError(f"a whole number from 1 to {MAX_MINUTES}")
+    return int(text)
+
+
+def _run(args: argparse.Namespace) -> None:
+    if args.looker_link:
+        _print_looker_link(args)
+    else:
+        _serve(args)
+
+
+def _print_looker_link(args: argparse.Namespace) -> None:
+    if args.project is None:
+        raise SystemExit(
+            "error: --looker-link needs --project: Looker Studio reads BigQuery in Google "
+            "Cloud, not the local emulator"
+        )
+    print(looker_link(args.project, args.dataset, args.report_id))
+    report = f"a copy of report {args.report_id}" if args.report_id else "a blank report"
+    print(f"Opens Looker Studio with {report} and these BigQuery data sources:", file=sys.stderr)
+    for index, name in enumerate(LOOKER_DATA_SOURCES):
+        print(f"  ds{index}  {args.project}.{args.dataset}.{name}", file=sys.stderr)
+
+
+def _serve(args: argparse.Namespace) -> None:
+    from clickstream.cli import use_local_stack
+    from transforms import bigquery_tables
+
+    if args.project is None:
+        use_local_stack()
+    source = Source(bigquery_tables.client(args.project), args.dataset)
+    missing = source.missing_views()
+    if missing:
+        where = f" --project {args.project}" if args.project else ""
+        raise SystemExit(
+            f"error: {source.name} lacks the views {', '.join(missing)}; create them with "
+            f"`clickstream views apply{where} --dataset {args.dataset}`"
+        )
+    settings = Settings(source, args.clock, args.minutes, args.refresh)
+    try:
+        server = DashboardServer((args.host, args.port), settings)
+    except OSError as error:
+        raise SystemExit(
+            f"error: cannot listen on {args.host}:{args.port} ({error.strerror}); "
+            "choose another --port"
+        ) from None
+    with server:
+        print(f"Dashboard of {source.name} on {server.url}")
+        print(f"Realtime page on {server.url}realtime (clock: {args.clock}); Ctrl-C stops")
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            print("stopped")
