@@ -11,7 +11,8 @@ import os
 import sys
 from pathlib import Path
 
-from clickstream import dashboard, template_commands, views
+from clickstream import dashboard, stream_commands, template_commands, views
+from simulator import cli as simulator_cli
 
 DEFAULT_DATASET = "clickstream"
 
@@ -129,6 +130,8 @@ def _parser() -> argparse.ArgumentParser:
     template_commands.register(commands)
     views.register(commands)
     dashboard.register(commands)
+    simulator_cli.register(commands)
+    stream_commands.register(commands)
     return parser
 
 

@@ -8,7 +8,8 @@ import pipelines
 # clickstream.templates imports Beam (seconds); the handlers import it when they run.
 
 
-def _parameters(pairs: list[str]) -> dict[str, str]:
+def parameters(pairs: list[str]) -> dict[str, str]:
+    """``KEY=VALUE`` pairs of ``--param`` as a dict."""
     given = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -32,9 +33,13 @@ def _run(args: argparse.Namespace) -> None:
     from clickstream.cli import use_local_stack
 
     try:
-        variables = templates.variables(args.name, _parameters(args.param))
+        variables = templates.variables(args.name, parameters(args.param))
     except (templates.ParameterError, FileNotFoundError) as error:
         raise SystemExit(f"error: {error}") from None
+    if templates.metadata(args.name).get("streaming"):
+        raise SystemExit(
+            f"error: {args.name} is a streaming template: `clickstream stream {args.name}`"
+        )
     use_local_stack()
     print(
         f"running {args.name} on the local stack with "

@@ -49,6 +49,23 @@ def template_page(name: str) -> str:
     local = " ".join(
         f"--param {shlex.quote(f'{k}={v}')}" for k, v in templates.examples(name)["local"].items()
     )
+    if meta.get("streaming"):
+        local_run = [
+            "It streams until stopped (Ctrl-C); a missing subscription is created on the "
+            "topic `visits` (publish to it with `clickstream simulate`).",
+            "",
+            "```bash",
+            f"clickstream stream {name} {local}",
+            "```",
+        ]
+    else:
+        local_run = [
+            "Local files go into the storage emulator first (`clickstream local upload FILES`).",
+            "",
+            "```bash",
+            f"clickstream template run {name} {local}",
+            "```",
+        ]
     lines += [
         "",
         "## Build and run on Google Cloud",
@@ -63,11 +80,7 @@ def template_page(name: str) -> str:
         "",
         "## Run on the local stack",
         "",
-        "Local files go into the storage emulator first (`clickstream local upload FILES`).",
-        "",
-        "```bash",
-        f"clickstream template run {name} {local}",
-        "```",
+        *local_run,
         "",
     ]
     return "\n".join(lines)

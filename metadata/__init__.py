@@ -9,6 +9,7 @@ import json
 from importlib import resources
 
 TABLES = ("visits", "page_views", "cart_adds", "purchases", "purchase_items", "dead_letter")
+AGGREGATES = ("page_view_counts",)  # written by streaming specs from the rows above
 
 
 def _read(name: str) -> dict:
@@ -25,8 +26,8 @@ def visit_schema() -> dict:
 def table(name: str) -> dict:
     """A table definition: BigQuery's Table resource fields (description, schema, partitioning,
     clustering, primary key)."""
-    if name not in TABLES:
-        raise KeyError(f"unknown table {name!r}; tables are {', '.join(TABLES)}")
+    if name not in TABLES + AGGREGATES:
+        raise KeyError(f"unknown table {name!r}; tables are {', '.join(TABLES + AGGREGATES)}")
     return _read(f"tables/{name}.json")
 
 

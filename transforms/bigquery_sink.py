@@ -7,10 +7,12 @@ google-cloud-bigquery client: the same code against the local stack and against 
 
 import datetime
 import decimal
+import itertools
 import logging
 import uuid
 
 import apache_beam as beam
+from apache_beam.transforms import trigger
 from apache_beam.transforms.window import GlobalWindows
 from apache_beam.utils.windowed_value import WindowedValue
 from google.cloud import bigquery
@@ -35,26 +37,54 @@ def _json_row(row) -> dict:
 
 
 class _Target:
-    """Where one sink writes: the table, its run-scoped staging table and a client."""
+    """Where one sink writes: the table, its staging tables and a client."""
 
-    def __init__(self, table: str, schema: str, project: str | None, run_id: str):
+    def __init__(
+        self, table: str, schema: str, project: str | None, run_id: str, version: str | None
+    ):
         self.table, self.schema, self.project, self.run_id = table, schema, project, run_id
+        self.version = version
 
     def connect(self) -> None:
         self.client = bigquery_tables.client(self.project)
         self.ref = bigquery_tables.table_ref(self.table, self.client.project)
-        self.staging = bigquery.TableReference(
+        self.staging = self.staging_for("")
+
+    def staging_for(self, suffix: str) -> bigquery.TableReference:
+        """The run's staging table (``suffix`` empty), or one of its panes'."""
+        return bigquery.TableReference(
             bigquery.DatasetReference(self.ref.project, self.ref.dataset_id),
-            f"_staging_{self.ref.table_id}_{self.run_id}",
+            f"_staging_{self.ref.table_id}_{self.run_id}{suffix}",
         )
 
     @property
     def table_id(self) -> str:
-        return f"{self.ref.project}.{self.ref.dataset_id}.{self.ref.table_id}"
+        return _table_id(self.ref)
 
-    @property
-    def staging_id(self) -> str:
-        return f"{self.staging.project}.{self.staging.dataset_id}.{self.staging.table_id}"
+    def insert(self, staging: bigquery.TableReference, rows: list[dict]) -> None:
+        # No insert ids: duplicates in staging are removed by the merge, on the table's key.
+        errors = self.client.insert_rows_json(staging, rows, row_ids=[None] * len(rows))
+        if errors:
+            raise RuntimeError(f"BigQuery refused rows for {self.table_id}: {errors[:3]}")
+
+    def merge(self, staging: bigquery.TableReference, staged: int) -> beam.Row:
+        """Merge the staging table into the table, drop it, count and report."""
+        sql = bigquery_tables.merge_statement(
+            self.table_id, _table_id(staging), self.schema, self.version
+        )
+        job = self.client.query(sql)
+        job.result()
+        inserted = job.num_dml_affected_rows or 0
+        self.client.delete_table(staging, not_found_ok=True)
+        beam.metrics.Metrics.counter("clickstream", f"{self.ref.table_id}.rows_inserted").inc(
+            inserted
+        )
+        _LOG.info("%s: %d rows written, %d new or updated", self.table_id, staged, inserted)
+        return beam.Row(table=self.table_id, rows_written=staged, rows_inserted=inserted)
+
+
+def _table_id(ref: bigquery.TableReference) -> str:
+    return f"{ref.project}.{ref.dataset_id}.{ref.table_id}"
 
 
 class _StageRows(beam.DoFn):
@@ -88,10 +118,7 @@ class _StageRows(beam.DoFn):
         if not self.staging_ready:
             bigquery_tables.create_staging(target.client, target.staging, target.schema)
             self.staging_ready = True
-        # No insert ids: duplicates in staging are removed by the merge, on the table's key.
-        errors = target.client.insert_rows_json(target.staging, rows, row_ids=[None] * len(rows))
-        if errors:
-            raise RuntimeError(f"BigQuery refused rows for {target.table_id}: {errors[:3]}")
+        target.insert(target.staging, rows)
 
 
 class _MergeStaged(beam.DoFn):
@@ -109,30 +136,51 @@ class _MergeStaged(beam.DoFn):
         if not staged:  # nothing came: the table exists, there is nothing to merge
             yield beam.Row(table=target.table_id, rows_written=0, rows_inserted=0)
             return
-        sql = bigquery_tables.merge_statement(target.table_id, target.staging_id, target.schema)
-        job = target.client.query(sql)
-        job.result()
-        inserted = job.num_dml_affected_rows or 0
-        target.client.delete_table(target.staging, not_found_ok=True)
-        beam.metrics.Metrics.counter("clickstream", f"{target.ref.table_id}.rows_inserted").inc(
-            inserted
-        )
-        _LOG.info("%s: %d rows written, %d new", target.table_id, staged, inserted)
-        yield beam.Row(table=target.table_id, rows_written=staged, rows_inserted=inserted)
+        yield target.merge(target.staging, staged)
+
+
+class _WritePane(beam.DoFn):
+    """Streaming: stages one pane's rows in a table of its own (named after the pane, so a
+    retried pane reuses it), merges it into the target and drops it."""
+
+    def __init__(self, target: _Target, batch_size: int):
+        self.target, self.batch_size = target, batch_size
+
+    def setup(self):
+        self.target.connect()
+        bigquery_tables.create_table(self.target.client, self.target.ref, self.target.schema)
+
+    def process(self, keyed_rows, pane=beam.DoFn.PaneInfoParam):
+        target = self.target
+        staging = target.staging_for(f"_{pane.index}")
+        bigquery_tables.create_staging(target.client, staging, target.schema)
+        staged = 0
+        rows = iter(keyed_rows[1])
+        while batch := list(itertools.islice(rows, self.batch_size)):
+            target.insert(staging, batch)
+            staged += len(batch)
+        yield target.merge(staging, staged)
 
 
 class WriteToBigQueryTable(beam.PTransform):
     """Writes rows to a BigQuery table defined in ``metadata/tables``, never duplicating a row.
 
-    Rows are streamed into a staging table for this run, then merged into the table on its
-    primary key (``tableConstraints`` in the table's metadata): a row whose key is already there
-    is skipped, so re-running the same input, or re-delivering it, adds nothing. The table is
-    created from its metadata when missing. Works against the BigQuery emulator when
-    ``BIGQUERY_EMULATOR_HOST`` is set, and against BigQuery otherwise.
+    Rows are streamed into a staging table, then merged into the table on its primary key
+    (``tableConstraints`` in the table's metadata): a row whose key is already there is skipped
+    (or, with ``version_column``, replaced when the staged row's version is higher), so
+    re-running the same input, or re-delivering it, adds nothing. The table is created from its
+    metadata when missing. Works against the BigQuery emulator when ``BIGQUERY_EMULATOR_HOST``
+    is set, and against BigQuery otherwise.
 
-    Outputs one row per merge: ``table``, ``rows_written``, ``rows_inserted`` (new rows). In
-    the global window (batch) the table is created even when no row comes. The dataset must
-    exist.
+    Bounded input (batch) uses one staging table for the run, merged once per window that has
+    rows (in the global window the table is created even when no row comes). Unbounded input
+    (streaming), windowed or not, is written every ``triggering_frequency`` seconds and when the
+    input ends (a drained job): each firing (pane) stages its rows in a table named after the run
+    and the pane, merges and drops it.
+    Staging tables expire by themselves after a day if a run dies.
+
+    Outputs one row per merge: ``table``, ``rows_written``, ``rows_inserted`` (rows new or
+    updated). The dataset must exist.
 
     Args:
       table: The table to write, ``[project.]dataset.table``.
@@ -140,6 +188,10 @@ class WriteToBigQueryTable(beam.PTransform):
       project: The project to run BigQuery jobs in (and of ``dataset.table``); defaults to the
         client's default project.
       batch_size: Rows per insert request (at most 10,000; 500 is BigQuery's advice).
+      version_column: Upsert instead of insert-only: a row whose key exists is replaced when its
+        value in this column is higher (e.g. ``pane_index``, so that a late, accumulated count
+        replaces the earlier one, whatever order the writes come in).
+      triggering_frequency: Streaming only: seconds between writes.
     """
 
     def __init__(
@@ -148,19 +200,49 @@ class WriteToBigQueryTable(beam.PTransform):
         schema: str | None = None,
         project: str | None = None,
         batch_size: int = 500,
+        version_column: str | None = None,
+        triggering_frequency: int = 60,
     ):
         super().__init__()
         self.table = table
         self.schema = schema or table.rsplit(".", 1)[-1]
         self.project = project or None
         self.batch_size = batch_size
+        self.version_column = version_column or None
+        self.triggering_frequency = int(triggering_frequency)
         bigquery_tables.table_ref(table, project or "project")  # fail early on a bad name
-        metadata.table(self.schema)
+        columns = metadata.column_names(self.schema)
         if not 1 <= batch_size <= 10_000:
             raise ValueError(f"batch_size must be between 1 and 10000, not {batch_size}")
+        if self.version_column and self.version_column not in columns:
+            raise ValueError(f"version_column {version_column!r} is not a column of {self.schema}")
+        if self.triggering_frequency < 1:
+            raise ValueError("triggering_frequency must be at least 1 second")
 
     def expand(self, pcoll):
-        target = _Target(self.table, self.schema, self.project, uuid.uuid4().hex[:12])
+        target = _Target(
+            self.table, self.schema, self.project, uuid.uuid4().hex[:12], self.version_column
+        )
+        if not pcoll.is_bounded:
+            return (
+                pcoll
+                | "Panes"
+                >> beam.WindowInto(
+                    GlobalWindows(),
+                    # Every triggering_frequency seconds, and what is left when the input
+                    # ends (a drained job, the end of a test stream).
+                    trigger=trigger.Repeatedly(
+                        trigger.AfterAny(
+                            trigger.AfterProcessingTime(self.triggering_frequency),
+                            trigger.AfterWatermark(),
+                        )
+                    ),
+                    accumulation_mode=trigger.AccumulationMode.DISCARDING,
+                )
+                | "Key" >> beam.Map(lambda row: (0, _json_row(row)))
+                | "Group" >> beam.GroupByKey()
+                | "Write" >> beam.ParDo(_WritePane(target, self.batch_size))
+            )
         total = beam.CombineGlobally(sum)
         if not isinstance(pcoll.windowing.windowfn, GlobalWindows):
             total = total.without_defaults()  # one merge per window that has rows

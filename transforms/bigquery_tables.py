@@ -93,21 +93,34 @@ def create_staging(bq: bigquery.Client, ref: bigquery.TableReference, schema_nam
     bq.create_table(staging, exists_ok=True)
 
 
-def merge_statement(target: str, staging: str, schema_name: str) -> str:
+def merge_statement(
+    target: str, staging: str, schema_name: str, version_column: str | None = None
+) -> str:
     """MERGE that inserts staged rows whose key is not in the target yet (deduplicating the
-    staged rows on the key first), so repeated or redelivered rows never duplicate."""
+    staged rows on the key first), so repeated or redelivered rows never duplicate. With
+    ``version_column``, the staged row with the highest version wins, and it also replaces a
+    target row of the same key whose version is lower."""
     key = metadata.primary_key(schema_name)
     columns = metadata.column_names(schema_name)
     listed = ", ".join(f"`{c}`" for c in columns)
     on = " AND ".join(f"T.`{c}` = S.`{c}`" for c in key)
     values = ", ".join(f"S.`{c}`" for c in columns)
     partition = ", ".join(f"`{c}`" for c in key)
+    order, update = "", ""
+    if version_column:
+        order = f" ORDER BY `{version_column}` DESC"
+        assignments = ", ".join(f"`{c}` = S.`{c}`" for c in columns if c not in key)
+        update = (
+            f"WHEN MATCHED AND S.`{version_column}` > T.`{version_column}` THEN UPDATE SET "
+            f"{assignments}\n"
+        )
     return (
         f"MERGE `{target}` T\n"
         f"USING (SELECT {listed} FROM (\n"
-        f"  SELECT {listed}, ROW_NUMBER() OVER (PARTITION BY {partition}) AS _n\n"
+        f"  SELECT {listed}, ROW_NUMBER() OVER (PARTITION BY {partition}{order}) AS _n\n"
         f"  FROM `{staging}`) WHERE _n = 1) S\n"
         f"ON {on}\n"
+        f"{update}"
         f"WHEN NOT MATCHED THEN INSERT ({listed}) VALUES ({values})"
     )
 

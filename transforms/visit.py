@@ -101,10 +101,12 @@ def dead_letter_row(
     *,
     visit_id: str | None = None,
     event_index: int | None = None,
+    level: str | None = None,
 ) -> dict:
-    """A ``dead_letter`` row. Level ``event`` when the event of a loaded visit is meant."""
+    """A ``dead_letter`` row. Level ``event`` when the event of a loaded visit is meant (or
+    another level given for it, e.g. ``late``: a valid event that missed its window)."""
     text = _as_text(payload)
-    level = "visit" if visit_id is None else "event"
+    level = level or ("visit" if visit_id is None else "event")
     key = _hash(level, source, text) if level == "visit" else _hash(level, visit_id, event_index)
     return {
         "dead_letter_id": key,
