@@ -99,14 +99,7 @@ def register(commands) -> None:
     )
     stream.add_argument("name", help="streaming template, e.g. streaming_to_bigquery")
     stream.add_argument(
-        "--param",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a template parameter (repeat for each)",
-    )
-    stream.add_argument(
         "--topic", default="visits", help="topic of a subscription to create (default: visits)"
     )
-    stream.add_argument("beam_args", nargs="*", help=argparse.SUPPRESS)
+    template_commands.add_parameter_arguments(stream)
     stream.set_defaults(run=_stream)

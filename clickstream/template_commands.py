@@ -86,6 +86,19 @@ def _docs(args: argparse.Namespace) -> None:
     print("template docs " + ("are up to date" if args.check else "written"))
 
 
+def add_parameter_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--param KEY=VALUE`` (repeated) and the Beam arguments after ``--``; read them with
+    ``parameters(args.param)`` and ``args.beam_args``."""
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a template parameter (repeat for each)",
+    )
+    parser.add_argument("beam_args", nargs="*", help=argparse.SUPPRESS)
+
+
 def register(commands) -> None:
     """Adds ``template`` and its actions to the ``clickstream`` command."""
     template = commands.add_parser(
@@ -108,14 +121,7 @@ def register(commands) -> None:
         "(stage local files with `clickstream local upload`). Arguments after `--` go to Beam.",
     )
     run.add_argument("name", help="template (spec) name, e.g. batch_migration")
-    run.add_argument(
-        "--param",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a template parameter (repeat for each)",
-    )
-    run.add_argument("beam_args", nargs="*", help=argparse.SUPPRESS)
+    add_parameter_arguments(run)
     run.set_defaults(run=_run)
 
     build = actions.add_parser(
