@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from clickstream import dashboard, stream_commands, template_commands, views
+from clickstream import dashboard, stream_commands, subscriber_commands, template_commands, views
 from simulator import cli as simulator_cli
 
 DEFAULT_DATASET = "clickstream"
@@ -132,6 +132,7 @@ def _parser() -> argparse.ArgumentParser:
     dashboard.register(commands)
     simulator_cli.register(commands)
     stream_commands.register(commands)
+    subscriber_commands.register(commands)
     return parser
 
 

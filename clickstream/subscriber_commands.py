@@ -1,0 +1,177 @@
+"""``clickstream subscribe``: run the push and pull subscribers, publish visits, deploy them.
+
+Without ``--project`` the subscribers run against the local stack and their subscription is
+created there first; with ``--project`` against Google Cloud.
+"""
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from subscribers import options, topology
+
+ROOT = Path(__file__).resolve().parents[1]
+PUSH_SOURCE = ROOT / "subscribers" / "push.py"
+
+# The subscribers import the Pub/Sub and BigQuery clients (a second); handlers import them.
+
+
+def _local_project() -> str:
+    from clickstream import local_stack
+    from clickstream.cli import use_local_stack
+
+    use_local_stack()
+    return local_stack.settings().project
+
+
+def _pull(args: argparse.Namespace) -> None:
+    from subscribers import pull
+
+    if args.project is None:
+        path = topology.ensure(_local_project(), args.subscription, args.topic)
+        print(f"local stack: pull subscription {path} on topic {args.topic}", flush=True)
+    pull.configure_logging()
+    raise SystemExit(pull.run(args))
+
+
+def _push(args: argparse.Namespace) -> None:
+    endpoint = f"http://{args.host}:{args.port}/"
+    project = None if args.project else _local_project()
+    if project:
+        path = topology.ensure(project, args.subscription, args.topic, endpoint)
+        print(f"local stack: push subscription {path} delivers to {endpoint}")
+    env = dict(os.environ)  # the local stack's variables included
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(ROOT), env.get("PYTHONPATH"))))
+    env["BIGQUERY_DATASET"] = args.dataset
+    if args.project:
+        env["BIGQUERY_PROJECT"] = args.project
+    print(f"push subscriber listening on {endpoint}, writing to dataset {args.dataset}", flush=True)
+    command = [  # the Functions Framework's server, as on Cloud Run
+        *(sys.executable, "-m", "functions_framework", "--target", "receive"),
+        *("--source", str(PUSH_SOURCE), "--host", args.host, "--port", str(args.port)),
+    ]
+    server = subprocess.Popen(command, env=env)
+    signal.signal(signal.SIGTERM, lambda *_: server.terminate())
+    try:
+        status = server.wait()
+    except KeyboardInterrupt:
+        server.send_signal(signal.SIGINT)  # from a terminal it has it already
+        status = server.wait()
+    finally:
+        if project:  # else the emulator retries pushing to the closed port without pause
+            topology.stop_pushing(project, args.subscription)
+            print(f"local stack: {args.subscription} keeps its messages until the next run")
+    raise SystemExit(status)
+
+
+def _publish(args: argparse.Namespace) -> None:
+    project = args.project
+    if project is None:
+        project = _local_project()
+        topology.ensure_topics(project, args.topic)
+    if not topology.subscription_count(project, args.topic):
+        print(
+            f"warning: topic {args.topic} has no subscription, so these messages are dropped; "
+            "start `clickstream subscribe pull` or `push` first",
+            file=sys.stderr,
+        )
+    try:
+        ids = topology.publish(project, topology.lines(args.paths), args.topic)
+    except FileNotFoundError as error:
+        raise SystemExit(f"error: {error}") from None
+    print(f"published {len(ids):,} messages to projects/{project}/topics/{args.topic}")
+
+
+def _deploy(args: argparse.Namespace) -> None:
+    from deploy import subscribers as deployment
+
+    target = deployment.Target(
+        args.project,
+        args.region,
+        dataset=args.dataset,
+        topic=args.topic,
+        bucket=args.bucket,
+        max_replicas=args.max_replicas,
+    )
+    build = Path(args.build_dir)
+    try:
+        if args.what == "topics":
+            commands = deployment.topic_commands(target)
+        elif args.what == "push":
+            commands = deployment.push_commands(target, deployment.stage_function(build))
+        else:
+            commands = deployment.pull_commands(target, deployment.stage_archive(build))
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
+    print(f"# {args.what}: {'dry run, nothing is run' if args.dry_run else 'running'}")
+    deployment.execute(commands, args.dry_run)
+
+
+def register(commands) -> None:
+    """Adds ``subscribe`` and its actions to the ``clickstream`` command."""
+    subscribe = commands.add_parser(
+        "subscribe",
+        help="the Pub/Sub subscribers: run push or pull, publish visits, deploy",
+        description="Pub/Sub subscribers that parse visits with the visit model and write them "
+        "to the analyst tables without duplicates (same keys as the batch migration).",
+    )
+    actions = subscribe.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    pull = actions.add_parser(
+        "pull",
+        help="run the pull subscriber (streaming pull, batched writes, /healthz)",
+        description="Streaming pull into BigQuery, acking each batch once written. On the "
+        "local stack (no --project) the topic, its dead-letter topic and the subscription are "
+        "created first. SIGTERM or Ctrl-C drains: writes and acks what was received, exits 0.",
+    )
+    options.add_pull_arguments(pull)
+    pull.add_argument("--topic", default=topology.TOPIC, help="local stack: topic to subscribe")
+    pull.set_defaults(run=_pull)
+
+    push = actions.add_parser(
+        "push",
+        help="serve the push subscriber (the Cloud Run function) locally",
+        description="Serves subscribers/push.py with the Functions Framework, as Cloud Run "
+        "does. On the local stack (no --project) a push subscription delivering to it is "
+        "created (or pointed at it) first. On Google Cloud, deploy it: `subscribe deploy push`.",
+    )
+    push.add_argument("--project", help="Google Cloud project (default: the local stack)")
+    push.add_argument("--dataset", default="clickstream", help="BigQuery dataset")
+    push.add_argument("--host", default="127.0.0.1")
+    push.add_argument("--port", type=int, default=8080)
+    push.add_argument("--subscription", default=topology.PUSH_SUBSCRIPTION)
+    push.add_argument("--topic", default=topology.TOPIC, help="local stack: topic to subscribe")
+    push.set_defaults(run=_push)
+
+    publish = actions.add_parser(
+        "publish",
+        help="publish visits to the topic, one message per line of JSON-lines files",
+        description="Publishes each non-blank line of the files as one message (what the "
+        "simulator will do). Start a subscriber first: a topic keeps no message by itself.",
+    )
+    publish.add_argument("paths", nargs="+", help="files or globs of JSON lines")
+    publish.add_argument("--project", help="Google Cloud project (default: the local stack)")
+    publish.add_argument("--topic", default=topology.TOPIC)
+    publish.set_defaults(run=_publish)
+
+    deploy = actions.add_parser(
+        "deploy",
+        help="deploy on Google Cloud: topics, push (Cloud Run function), pull (instance group)",
+        description="Prints (--dry-run) or runs the gcloud and bq commands, in order: `topics` "
+        "first, then `push` and/or `pull`. Staging (the function's directory, the VMs' code "
+        "archive) happens in --build-dir in both cases. See deploy/subscribers.py for the "
+        "service accounts and their roles.",
+    )
+    deploy.add_argument("what", choices=["topics", "push", "pull"])
+    deploy.add_argument("--project", required=True)
+    deploy.add_argument("--region", required=True, help="e.g. europe-west1")
+    deploy.add_argument("--dataset", default="clickstream", help="BigQuery dataset")
+    deploy.add_argument("--topic", default=topology.TOPIC)
+    deploy.add_argument("--bucket", help="pull: bucket (no gs://) for the VMs' code")
+    deploy.add_argument("--max-replicas", type=int, default=5, help="pull: most VMs")
+    deploy.add_argument("--build-dir", default=str(ROOT / "build" / "subscribers"))
+    deploy.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    deploy.set_defaults(run=_deploy)

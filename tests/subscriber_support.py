@@ -1,0 +1,148 @@
+"""Helpers of the subscriber tests: processes on free ports, polling with deadlines, what a set
+of messages must become in BigQuery, and the batch migration they are compared with."""
+
+import base64
+import collections
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import requests
+from conftest import ROOT, free_ports
+
+from subscribers import topology, warehouse
+from transforms import bigquery_tables, visit
+
+MALFORMED = (b"{not json", b"[1, 2]", b"\xff\xfe not utf-8")  # Pub/Sub refuses empty data
+ONE_BAD_EVENT = orjson.dumps(
+    {
+        "session_id": "SID-BAD-EVENT",
+        "user_id": "UID-1",
+        "events": [
+            {
+                "event_type": "page_view",
+                "timestamp": "2024-07-01T09:00:00Z",
+                "details": {"page_url": "https://example.com/"},
+            },
+            {"event_type": "page_view", "timestamp": "not a time", "details": {}},
+        ],
+    }
+)
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """This environment (the stack's variables included) with the repository importable."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(ROOT), env.get("PYTHONPATH"))))
+    env.update(extra)
+    return env
+
+
+def wait_until(condition, timeout: float, what: str, interval: float = 0.2):
+    """Poll ``condition`` until it returns something truthy; fail with ``what`` after
+    ``timeout`` seconds. Returns that value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+
+
+@contextlib.contextmanager
+def running(command: list[str], log: Path, env: dict[str, str]):
+    """A process writing to ``log``; killed (with its children) when the block ends."""
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
+def push_handler_command(port: int) -> list[str]:
+    """The push subscriber as Cloud Run runs it: the Functions Framework's server."""
+    return [
+        *(sys.executable, "-m", "functions_framework", "--target", "receive"),
+        *("--source", str(ROOT / "subscribers" / "push.py")),
+        *("--host", "127.0.0.1", "--port", str(port)),
+    ]
+
+
+def pull_command(subscription: str, dataset: str, health_port: int, *extra: str) -> list[str]:
+    return [
+        *(sys.executable, "-m", "subscribers.pull", "--subscription", subscription),
+        *("--dataset", dataset, "--health-port", str(health_port), *extra),
+    ]
+
+
+def answers(url: str) -> bool:
+    try:
+        requests.get(url, timeout=1)
+    except requests.ConnectionError:
+        return False
+    return True
+
+
+def start_push_handler(tmp_path: Path, name: str, **env: str) -> tuple[str, object]:
+    """(URL, context manager) of a push handler on a free port with ``env`` added."""
+    port = free_ports(1)[0]
+    url = f"http://127.0.0.1:{port}/"
+    return url, running(push_handler_command(port), tmp_path / f"{name}.log", subprocess_env(**env))
+
+
+def envelope(data: bytes, message_id: str) -> bytes:
+    """A Pub/Sub push envelope, as Pub/Sub sends it."""
+    message = {"data": base64.b64encode(data).decode(), "messageId": message_id}
+    return orjson.dumps({"message": message, "subscription": "projects/p/subscriptions/s"})
+
+
+def expected_rows(messages: dict[str, bytes]) -> dict[str, int]:
+    """Rows per table that messages (id -> payload) must become: the visit model's rows, one
+    per primary key."""
+    keys = collections.defaultdict(set)
+    for message_id, payload in messages.items():
+        for table, rows in visit.parse_visit(payload, f"pubsub:{message_id}").rows.items():
+            keys[table].update(warehouse.row_key(table, row) for row in rows)
+    return {table: len(keys[table]) for table in warehouse.WRITE_ORDER}
+
+
+def table_counts(dataset: str) -> dict[str, int]:
+    bq = bigquery_tables.client()
+    return {
+        table: bigquery_tables.row_count(bq, f"{bq.project}.{dataset}.{table}")
+        for table in warehouse.WRITE_ORDER
+    }
+
+
+def duplicate_keys(dataset: str) -> dict[str, int]:
+    """Per table, how many keys appear more than once (all zero when nothing is duplicated)."""
+    bq = bigquery_tables.client()
+    found = {}
+    for table in warehouse.WRITE_ORDER:
+        sql = (
+            f"SELECT COUNT(*) FROM (SELECT {warehouse.key_sql(table)} AS k "
+            f"FROM `{bq.project}.{dataset}.{table}` GROUP BY k HAVING COUNT(*) > 1)"
+        )
+        found[table] = next(iter(bq.query(sql).result()))[0]
+    return found
+
+
+def lab_file(lab_data: Path, day: str) -> Path:
+    return lab_data / f"visits-{day}.jsonl"
+
+
+def lab_lines(lab_data: Path, day: str) -> list[bytes]:
+    """The visits of one lab file (e.g. day '2024-07-01'), one payload per line."""
+    return list(topology.lines([str(lab_file(lab_data, day))]))

@@ -1,0 +1,200 @@
+"""The pull subscriber, run as on a VM (``python -m subscribers.pull``) against the emulators:
+same keys as the batch migration, replays, SIGKILL mid-batch, SIGTERM drain, health."""
+
+import ast
+import datetime
+import os
+import re
+import signal
+
+import requests
+from conftest import free_ports
+from google.cloud import pubsub_v1
+from subscriber_support import (
+    MALFORMED,
+    ONE_BAD_EVENT,
+    answers,
+    duplicate_keys,
+    envelope,
+    expected_rows,
+    lab_file,
+    lab_lines,
+    pull_command,
+    running,
+    start_push_handler,
+    subprocess_env,
+    table_counts,
+    wait_until,
+)
+
+from clickstream import local_stack, migrate
+from subscribers import topology
+from transforms import bigquery_tables
+
+FAST = ("--batch-size", "100", "--max-latency", "0.2")
+
+
+def _health(port: int) -> tuple[int, dict]:
+    answer = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+    return answer.status_code, answer.json()
+
+
+def _publish(project: str, topic: str, payloads: list[bytes]) -> dict[str, bytes]:
+    ids = topology.publish(project, payloads, topic)
+    return dict(zip(ids, payloads, strict=True))
+
+
+def _stop(process, log) -> dict:
+    """SIGTERM the subscriber, expect exit 0; its final stats."""
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 0, log.read_text()[-2000:]
+    last = log.read_text().rstrip().splitlines()[-1]
+    assert "stopped (drained): " in last, last
+    return ast.literal_eval(last.split("stopped (drained): ", 1)[1])
+
+
+def test_pull_adds_to_the_batch_migrations_tables_exactly_once(stack, lab_data, tmp_path):
+    dataset, name = "subscribed", "pull-e2e"
+    migrated = migrate.migrate(str(lab_file(lab_data, "2024-07-01")), dataset)["tables"]
+    old, new = lab_lines(lab_data, "2024-07-01"), lab_lines(lab_data, "2024-07-02")
+    assert expected_rows(dict(enumerate(old))) == migrated  # the same model, the same rows
+    subscription = topology.ensure(stack.project, name, name)
+    since = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=1)
+    messages = _publish(stack.project, name, [*old, *new, ONE_BAD_EVENT, *MALFORMED])
+    expected = expected_rows(messages)
+    port, log = free_ports(1)[0], tmp_path / "pull.log"
+    command = pull_command(subscription, dataset, port, *FAST)
+    with running(command, log, subprocess_env()) as process:
+        wait_until(lambda: answers(f"http://127.0.0.1:{port}/"), 30, "the health endpoint")
+        # Only the new visits' rows are written: the migrated ones have the same keys.
+        new_rows = sum(expected.values()) - sum(migrated.values())
+        wait_until(lambda: _health(port)[1]["rows"] >= new_rows, 60, f"{new_rows} new rows")
+        assert table_counts(dataset) == expected
+        assert _health(port)[1]["rows"] == new_rows
+
+        # Replay everything: Pub/Sub redelivers, the subscriber adds nothing.
+        pubsub_v1.SubscriberClient().seek(request={"subscription": subscription, "time": since})
+        wait_until(lambda: _health(port)[1]["acked"] >= 2 * len(messages), 60, "the replay")
+        assert table_counts(dataset) == expected
+        assert set(duplicate_keys(dataset).values()) == {0}
+        stats = _stop(process, log)
+    assert stats["acked"] == stats["received"] >= 2 * len(messages)
+
+    # The push subscriber shares the keys too: a migrated visit adds nothing.
+    url, handler = start_push_handler(tmp_path, "push", BIGQUERY_DATASET=dataset)
+    with handler:
+        wait_until(lambda: answers(url), 30, "the push handler to listen")
+        answer = requests.post(url, data=envelope(old[0], "migrated-1"), timeout=30).json()
+    assert (answer["visit_loaded"], answer["rows_inserted"]) == (True, 0)
+    assert answer["rows_skipped"] > 0
+    assert table_counts(dataset) == expected
+
+
+def _orphan_page_views(dataset: str) -> int:
+    """Page views whose visit row is not in yet: a batch half written (visits go last)."""
+    bq = bigquery_tables.client()
+    table = f"{bq.project}.{dataset}"
+    sql = (
+        f"SELECT COUNT(*) FROM `{table}.page_views` "
+        f"WHERE visit_id NOT IN (SELECT visit_id FROM `{table}.visits`)"
+    )
+    return next(iter(bq.query(sql).result()))[0]
+
+
+def test_pull_killed_mid_batch_loses_nothing(stack, lab_data, tmp_path):
+    dataset, name = "pull_killed", "pull-killed"
+    bigquery_tables.ensure_tables(stack.project, dataset)
+    subscription = topology.ensure(stack.project, name, name)
+    messages = _publish(stack.project, name, lab_lines(lab_data, "2024-07-03"))
+    expected = expected_rows(messages)
+    port, log = free_ports(1)[0], tmp_path / "pull.log"
+    # Leases of 10 s at most: what the killed process held comes back within 10 s. It may
+    # hold every message: the emulator ignores flow control, and what it streams beyond what
+    # the subscriber takes comes back much later.
+    command = pull_command(
+        subscription,
+        dataset,
+        port,
+        *("--batch-size", "25", "--max-messages", "500", "--max-lease-seconds", "10"),
+    )
+    with running(command, log, subprocess_env()) as process:
+
+        def frozen_mid_batch() -> bool:
+            """Freeze the subscriber; keep it frozen if a batch is half written."""
+            os.killpg(process.pid, signal.SIGSTOP)
+            if _orphan_page_views(dataset):
+                return True
+            os.killpg(process.pid, signal.SIGCONT)
+            return False
+
+        wait_until(lambda: "batch 1: writing" in log.read_text(), 30, "a first batch", 0.01)
+        wait_until(frozen_mid_batch, 60, "a batch half written", 0.01)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+    at_kill = table_counts(dataset)
+    assert at_kill["visits"] < expected["visits"] and _orphan_page_views(dataset)
+
+    # Acked before the kill: the batches it had finished (their acks went out long before).
+    acked = sum(int(n) for n in re.findall(r"batch \d+: (\d+) messages, ", log.read_text()))
+
+    with running(command, log, subprocess_env()) as process:
+        wait_until(lambda: table_counts(dataset) == expected, 60, f"{expected} after restart")
+        assert set(duplicate_keys(dataset).values()) == {0}
+        assert not _orphan_page_views(dataset)
+        stats = _stop(process, log)
+    # Exactly the messages not acked came back: the half-written batch and those after it.
+    assert stats["received"] == len(messages) - acked
+
+
+def test_pull_drains_on_sigterm(stack, lab_data, tmp_path):
+    dataset, name = "pull_drained", "pull-drained"
+    bigquery_tables.ensure_tables(stack.project, dataset)
+    subscription = topology.ensure(stack.project, name, name)
+    messages = _publish(stack.project, name, lab_lines(lab_data, "2024-07-06")[:150])
+    port, log = free_ports(1)[0], tmp_path / "pull.log"
+    command = pull_command(subscription, dataset, port, "--batch-size", "50")
+    with running(command, log, subprocess_env()) as process:
+        wait_until(lambda: "batch 1: writing" in log.read_text(), 60, "a first batch", 0.02)
+        stats = _stop(process, log)
+    # Stopped while a batch was written: it was finished, and every message received (those
+    # waiting for the next batch too) was written and acked; what arrived meanwhile was nacked.
+    text = log.read_text()
+    assert text.index("stopping:") < text.index("batch 1: 50 messages")
+    assert stats["acked"] == stats["received"] >= 50
+    assert stats["nacked"] == 0
+    assert stats["received"] + stats["handed_back"] <= len(messages)
+    assert table_counts(dataset)["visits"] == stats["visits"] == stats["acked"]
+
+
+def test_pull_health_follows_the_loop(stack, lab_data, tmp_path):
+    dataset, name = "pull_health", "pull-health"
+    bigquery_tables.ensure_tables(stack.project, dataset)
+    subscription = topology.ensure(stack.project, name, name)
+    port, log = free_ports(1)[0], tmp_path / "pull.log"
+    command = pull_command(subscription, dataset, port, "--stall-after", "2", *FAST)
+    bigquery = local_stack.status()["bigquery"]["pid"]
+    with running(command, log, subprocess_env()) as process:
+        wait_until(lambda: answers(f"http://127.0.0.1:{port}/"), 30, "the health endpoint")
+        # Idle for longer than the stall threshold: still healthy, nothing received.
+        wait_until(lambda: "pulling projects/" in log.read_text(), 30, "the pull to start")
+        status, health = wait_until(
+            lambda: (h := _health(port))[1]["uptime"] > 3 and h, 10, "3 s of idling"
+        )
+        assert (status, health["healthy"], health["received"]) == (200, True, 0)
+
+        # A write that hangs (BigQuery frozen): unhealthy once it exceeds the threshold.
+        os.killpg(bigquery, signal.SIGSTOP)
+        try:
+            _publish(stack.project, name, lab_lines(lab_data, "2024-07-16")[:5])
+            status, health = wait_until(lambda: (h := _health(port))[0] == 503 and h, 15, "503")
+            assert "no progress" in health["problem"]
+        finally:
+            os.killpg(bigquery, signal.SIGCONT)
+        wait_until(lambda: _health(port)[0] == 200, 30, "recovery")
+        wait_until(lambda: table_counts(dataset)["visits"] == 5, 30, "the 5 visits")
+
+        # The stream ends for good (subscription deleted): unhealthy, so the VM is replaced.
+        pubsub_v1.SubscriberClient().delete_subscription(subscription=subscription)
+        status, health = wait_until(lambda: (h := _health(port))[0] == 503 and h, 30, "503")
+        assert "streaming pull ended" in health["problem"]
+        _stop(process, log)

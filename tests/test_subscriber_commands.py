@@ -1,0 +1,258 @@
+"""``clickstream subscribe``: both subscribers from one command each on the local stack, fed by
+``publish``; the deployment's commands (dry run), its staged code and the VM's startup script."""
+
+import argparse
+import os
+import re
+import shlex
+import subprocess
+import sys
+import tarfile
+
+import pytest
+from conftest import free_ports
+from google.cloud import pubsub_v1
+from subscriber_support import (
+    answers,
+    expected_rows,
+    running,
+    subprocess_env,
+    table_counts,
+    wait_until,
+)
+
+import metadata
+from clickstream import subscriber_commands
+from deploy import subscribers as deployment
+from subscribers import topology
+from transforms import bigquery_tables
+
+# `clickstream subscribe ...` as a process (the same parser the clickstream command adds).
+CLICKSTREAM = (
+    "import argparse, sys; from clickstream import subscriber_commands as s; "
+    "p = argparse.ArgumentParser(prog='clickstream'); "
+    "s.register(p.add_subparsers(dest='command', required=True)); "
+    "a = p.parse_args(sys.argv[1:]); a.run(a)"
+)
+PROJECT, REGION = "demo-project", "europe-west1"
+
+
+def clickstream(*args: str) -> list[str]:
+    return [sys.executable, "-c", CLICKSTREAM, *args]
+
+
+def test_both_subscribers_run_with_one_command_each(stack, lab_data, tmp_path):
+    visits = tmp_path / "visits.jsonl"
+    visits.write_bytes(b"\n".join(list(topology.lines([str(lab_data / "*-07-20.jsonl")]))[:20]))
+    for dataset in ("cli_push", "cli_pull"):
+        bigquery_tables.ensure_tables(stack.project, dataset)
+    push_port, health_port = free_ports(2)
+    # A topic of its own (default: visits), so that no other test's subscription gets these.
+    topic = ("--topic", "cli-visits")
+    push = clickstream(
+        *("subscribe", "push", "--port", str(push_port), "--dataset", "cli_push", *topic),
+        *("--subscription", "cli-visits-push"),
+    )
+    pull = clickstream(
+        *("subscribe", "pull", "--health-port", str(health_port), "--dataset", "cli_pull"),
+        *(*topic, "--subscription", "cli-visits-pull"),
+    )
+    env = subprocess_env()
+    with (
+        running(push, tmp_path / "push.log", env) as pusher,
+        running(pull, tmp_path / "pull.log", env) as puller,
+    ):
+        wait_until(lambda: answers(f"http://127.0.0.1:{push_port}/"), 30, "push to listen")
+        wait_until(lambda: "pulling projects/" in (tmp_path / "pull.log").read_text(), 30, "pull")
+        published = subprocess.run(
+            clickstream("subscribe", "publish", str(visits), *topic),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert published.returncode == 0, published.stderr
+        assert published.stdout.strip() == (
+            f"published 20 messages to projects/{stack.project}/topics/cli-visits"
+        )
+        expected = expected_rows(dict(enumerate(visits.read_bytes().splitlines())))
+        for dataset in ("cli_push", "cli_pull"):  # one topic, two subscriptions, same rows
+            wait_until(lambda d=dataset: table_counts(d) == expected, 60, f"rows in {dataset}")
+        for process in (puller, pusher):
+            process.terminate()
+            assert process.wait(timeout=60) == 0
+    push_log = (tmp_path / "push.log").read_text()
+    assert f"push subscription projects/{stack.project}/subscriptions/cli-visits-push" in push_log
+    assert f"delivers to http://127.0.0.1:{push_port}/" in push_log
+    # Stopped, the push subscription keeps its messages instead of pushing to a closed port.
+    assert "cli-visits-push keeps its messages until the next run" in push_log
+    subscriber = pubsub_v1.SubscriberClient()
+    path = subscriber.subscription_path(stack.project, "cli-visits-push")
+    assert not subscriber.get_subscription(subscription=path).push_config.push_endpoint
+
+
+def _dry_run(capsys, *args: str) -> list[str]:
+    """The lines `clickstream subscribe deploy ... --dry-run` prints."""
+    parser = argparse.ArgumentParser()
+    subscriber_commands.register(parser.add_subparsers(dest="command", required=True))
+    parsed = parser.parse_args(["subscribe", "deploy", *args, "--dry-run"])
+    parsed.run(parsed)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("dry run, nothing is run")
+    check = subprocess.run(["bash", "-n"], input="\n".join(lines), text=True, capture_output=True)
+    assert check.returncode == 0, check.stderr  # every line is a valid shell command
+    return lines[1:]
+
+
+def _command(lines: list[str], *start: str) -> list[str]:
+    """The one printed command that begins with ``start``, as its words."""
+    found = [shlex.split(line) for line in lines if shlex.split(line)[: len(start)] == [*start]]
+    assert len(found) == 1, (start, lines)
+    return found[0]
+
+
+def test_deploy_topics(capsys):
+    lines = _dry_run(capsys, "topics", "--project", PROJECT, "--region", REGION)
+    assert _command(lines, "gcloud", "pubsub", "topics", "create", "visits")
+    assert _command(lines, "gcloud", "pubsub", "topics", "create", "visits-dead-letter")
+    keep = _command(lines, "gcloud", "pubsub", "subscriptions", "create", "visits-dead-letter")
+    assert "--topic=visits-dead-letter" in keep
+    grant = _command(lines, "gcloud", "pubsub", "topics", "add-iam-policy-binding")
+    assert "--role=roles/pubsub.publisher" in grant
+    agent = r"--member=serviceAccount:service-\$\(gcloud projects describe .*\)@gcp-sa-pubsub\..*"
+    assert any(re.fullmatch(agent, word) for word in grant)
+
+
+def test_deploy_push(capsys, tmp_path):
+    lines = _dry_run(
+        capsys, "push", "--project", PROJECT, "--region", REGION, "--build-dir", str(tmp_path)
+    )
+    url = f"https://{REGION}-{PROJECT}.cloudfunctions.net/clickstream-push"
+    runtime = f"clickstream-push@{PROJECT}.iam.gserviceaccount.com"
+    invoker = f"clickstream-push-invoker@{PROJECT}.iam.gserviceaccount.com"
+    function = _command(lines, "gcloud", "functions", "deploy", "clickstream-push")
+    for flag in (
+        "--gen2",
+        f"--region={REGION}",
+        "--runtime=python311",
+        "--entry-point=receive",
+        "--trigger-http",
+        "--no-allow-unauthenticated",
+        f"--service-account={runtime}",
+        f"--source={tmp_path / 'push-function'}",
+    ):
+        assert flag in function
+    (environment,) = [w for w in function if w.startswith("--set-env-vars=")]
+    assert f"PUSH_AUDIENCE={url}" in environment
+    assert f"PUSH_SERVICE_ACCOUNT={invoker}" in environment
+    invoke = _command(lines, "gcloud", "functions", "add-invoker-policy-binding")
+    assert f"--member=serviceAccount:{invoker}" in invoke
+    subscription = _command(lines, "gcloud", "pubsub", "subscriptions", "create", "visits-push")
+    for flag in (
+        "--topic=visits",
+        f"--push-endpoint={url}",
+        f"--push-auth-service-account={invoker}",
+        f"--push-auth-token-audience={url}",
+        "--ack-deadline=60",
+        "--dead-letter-topic=visits-dead-letter",
+        "--max-delivery-attempts=10",
+        "--min-retry-delay=10s",
+        "--max-retry-delay=600s",
+    ):
+        assert flag in subscription
+    # Least privilege: the runtime may edit the six tables, not the dataset.
+    grants = [shlex.split(line) for line in lines if line.startswith("bq add-iam-policy-binding")]
+    tables = {grant[-1] for grant in grants if f"--member=serviceAccount:{runtime}" in grant}
+    assert tables == {f"{PROJECT}:clickstream.{table}" for table in metadata.TABLES}
+    assert all("-t" in grant and "--role=roles/bigquery.dataEditor" in grant for grant in grants)
+
+
+def test_deploy_pull(capsys, tmp_path):
+    with pytest.raises(SystemExit, match="needs a bucket"):
+        _dry_run(capsys, "pull", "--project", PROJECT, "--region", REGION)
+    lines = _dry_run(
+        capsys,
+        *("pull", "--project", PROJECT, "--region", REGION, "--bucket", "code-bucket"),
+        *("--build-dir", str(tmp_path), "--max-replicas", "8"),
+    )
+    account = f"clickstream-pull@{PROJECT}.iam.gserviceaccount.com"
+    source = "gs://code-bucket/subscribers/clickstream-subscribers.tar.gz"
+    template = _command(lines, "gcloud", "compute", "instance-templates", "create")
+    assert f"--metadata-from-file=startup-script={deployment.STARTUP_SCRIPT}" in template
+    assert f"--service-account={account}" in template
+    (settings,) = [w for w in template if w.startswith("--metadata=")]
+    assert dict(pair.split("=", 1) for pair in settings.removeprefix("--metadata=").split(",")) == {
+        "clickstream-source": source,
+        "clickstream-subscription": "visits-pull",
+        "clickstream-dataset": "clickstream",
+        "clickstream-health-port": "8080",
+    }
+    check = _command(lines, "gcloud", "compute", "health-checks", "create", "http")
+    assert {"--request-path=/healthz", "--port=8080"} <= set(check)
+    group = _command(lines, "gcloud", "compute", "instance-groups", "managed", "create")
+    assert {f"--region={REGION}", "--health-check=clickstream-pull-health"} <= set(group)
+    scaler = _command(lines, "gcloud", "compute", "instance-groups", "managed", "set-autoscaling")
+    for flag in (
+        f"--region={REGION}",
+        "--max-num-replicas=8",
+        "--update-stackdriver-metric=pubsub.googleapis.com/subscription/num_undelivered_messages",
+        '--stackdriver-metric-filter=resource.type = "pubsub_subscription" AND '
+        'resource.labels.subscription_id = "visits-pull"',
+        "--stackdriver-metric-single-instance-assignment=5000",
+    ):
+        assert flag in scaler
+    firewall = _command(lines, "gcloud", "compute", "firewall-rules", "create")
+    assert {"--rules=tcp:8080", "--source-ranges=35.191.0.0/16,130.211.0.0/22"} <= set(firewall)
+    subscription = _command(lines, "gcloud", "pubsub", "subscriptions", "create", "visits-pull")
+    assert {"--ack-deadline=10", "--dead-letter-topic=visits-dead-letter"} <= set(subscription)
+    assert _command(lines, "gcloud", "storage", "cp")[3:5] == [
+        str(tmp_path / "clickstream-subscribers.tar.gz"),
+        source,
+    ]
+
+
+def test_staged_code_runs_on_its_own(tmp_path):
+    function = deployment.stage_function(tmp_path)
+    pins = (function / "requirements.txt").read_text().split()
+    names = {pin.split("==")[0].lower() for pin in pins}
+    assert all(re.fullmatch(r"[A-Za-z0-9_.\-]+==[0-9][^=]*", pin) for pin in pins)
+    assert {*deployment.RUNTIME_ROOTS, "flask", "google-api-core", "grpcio"} <= names
+    # The function's entry point imports from the staged tree alone.
+    probe = (
+        "import main, subscribers.push as p, transforms.visit as v, metadata as m; "
+        "print(main.receive is p.receive, p.__file__, v.__file__, m.__file__)"
+    )
+    imported = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=function,
+        env={"PATH": os.environ["PATH"]},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    same, *files = imported.stdout.split()
+    assert same == "True", imported.stderr
+    assert all(file.startswith(str(function)) for file in files), files
+    with tarfile.open(deployment.stage_archive(tmp_path)) as archive:
+        members = set(archive.getnames())
+    assert {
+        "requirements.txt",
+        "subscribers/pull.py",
+        "transforms/visit.py",
+        "metadata/tables/visits.json",
+    } <= members
+
+
+def test_startup_script_runs_what_the_template_configures():
+    script = deployment.STARTUP_SCRIPT.read_text()
+    assert subprocess.run(["bash", "-n", str(deployment.STARTUP_SCRIPT)]).returncode == 0
+    for key in ("clickstream-source", "clickstream-subscription", "clickstream-dataset"):
+        assert f"instance/attributes/{key}" in script
+    assert "-m subscribers.pull" in script and "--health-host 0.0.0.0" in script
+    assert "KillSignal=SIGTERM" in script and "Restart=always" in script
+
+
+def test_execute_runs_the_printed_lines(capfd):
+    deployment.execute([["echo", "project $(echo number)"]], dry_run=False)
+    printed, ran = capfd.readouterr().out.splitlines()
+    assert (printed, ran) == ('echo "project $(echo number)"', "project number")
