@@ -44,6 +44,7 @@ def _push(args: argparse.Namespace) -> None:
         path = topology.ensure(project, args.subscription, args.topic, endpoint)
         print(f"local stack: push subscription {path} delivers to {endpoint}")
     env = dict(os.environ)  # the local stack's variables included
+    # The server imports this very tree, installed or not.
     env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(ROOT), env.get("PYTHONPATH"))))
     env["BIGQUERY_DATASET"] = args.dataset
     if args.project:

@@ -108,14 +108,10 @@ def test_pull_killed_mid_batch_loses_nothing(stack, lab_data, tmp_path):
     messages = _publish(stack.project, name, lab_lines(lab_data, "2024-07-03"))
     expected = expected_rows(messages)
     port, log = free_ports(1)[0], tmp_path / "pull.log"
-    # Leases of 10 s at most: what the killed process held comes back within 10 s. It may
-    # hold every message: the emulator ignores flow control, and what it streams beyond what
-    # the subscriber takes comes back much later.
+    # Leases of 10 s at most: what the killed process held expires 10 s after the kill (the
+    # emulator then takes 0 to 70 s more to redeliver it: it misses closed streams).
     command = pull_command(
-        subscription,
-        dataset,
-        port,
-        *("--batch-size", "25", "--max-messages", "500", "--max-lease-seconds", "10"),
+        subscription, dataset, port, "--batch-size", "25", "--max-lease-seconds", "10"
     )
     with running(command, log, subprocess_env()) as process:
 
@@ -138,7 +134,7 @@ def test_pull_killed_mid_batch_loses_nothing(stack, lab_data, tmp_path):
     acked = sum(int(n) for n in re.findall(r"batch \d+: (\d+) messages, ", log.read_text()))
 
     with running(command, log, subprocess_env()) as process:
-        wait_until(lambda: table_counts(dataset) == expected, 60, f"{expected} after restart")
+        wait_until(lambda: table_counts(dataset) == expected, 150, f"{expected} after restart")
         assert set(duplicate_keys(dataset).values()) == {0}
         assert not _orphan_page_views(dataset)
         stats = _stop(process, log)

@@ -1,7 +1,6 @@
 """``clickstream subscribe``: both subscribers from one command each on the local stack, fed by
 ``publish``; the deployment's commands (dry run), its staged code and the VM's startup script."""
 
-import argparse
 import os
 import re
 import shlex
@@ -22,23 +21,17 @@ from subscriber_support import (
 )
 
 import metadata
-from clickstream import subscriber_commands
+from clickstream import cli
 from deploy import subscribers as deployment
 from subscribers import topology
 from transforms import bigquery_tables
 
-# `clickstream subscribe ...` as a process (the same parser the clickstream command adds).
-CLICKSTREAM = (
-    "import argparse, sys; from clickstream import subscriber_commands as s; "
-    "p = argparse.ArgumentParser(prog='clickstream'); "
-    "s.register(p.add_subparsers(dest='command', required=True)); "
-    "a = p.parse_args(sys.argv[1:]); a.run(a)"
-)
 PROJECT, REGION = "demo-project", "europe-west1"
 
 
 def clickstream(*args: str) -> list[str]:
-    return [sys.executable, "-c", CLICKSTREAM, *args]
+    """The ``clickstream`` command as a process."""
+    return [sys.executable, "-m", "clickstream", *args]
 
 
 def test_both_subscribers_run_with_one_command_each(stack, lab_data, tmp_path):
@@ -93,10 +86,7 @@ def test_both_subscribers_run_with_one_command_each(stack, lab_data, tmp_path):
 
 def _dry_run(capsys, *args: str) -> list[str]:
     """The lines `clickstream subscribe deploy ... --dry-run` prints."""
-    parser = argparse.ArgumentParser()
-    subscriber_commands.register(parser.add_subparsers(dest="command", required=True))
-    parsed = parser.parse_args(["subscribe", "deploy", *args, "--dry-run"])
-    parsed.run(parsed)
+    cli.main(["subscribe", "deploy", *args, "--dry-run"])
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].endswith("dry run, nothing is run")
     check = subprocess.run(["bash", "-n"], input="\n".join(lines), text=True, capture_output=True)
