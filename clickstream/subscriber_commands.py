@@ -150,8 +150,9 @@ def register(commands) -> None:
     publish = actions.add_parser(
         "publish",
         help="publish visits to the topic, one message per line of JSON-lines files",
-        description="Publishes each non-blank line of the files as one message (what the "
-        "simulator will do). Start a subscriber first: a topic keeps no message by itself.",
+        description="Publishes each non-blank line of the files as one message, replaying "
+        "recorded visits (`clickstream simulate` makes new ones). Start a subscriber first: a "
+        "topic keeps no message by itself.",
     )
     publish.add_argument("paths", nargs="+", help="files or globs of JSON lines")
     publish.add_argument("--project", help="Google Cloud project (default: the local stack)")
