@@ -7,7 +7,8 @@ import threading
 from clickstream import template_commands
 
 LOCAL_RUNNER = ("--runner=BundleBasedDirectRunner", "--streaming")
-CANCEL_WAIT = 5.0  # seconds: the local runner's Pub/Sub read may sit in a 30 s pull
+DRAIN_TIMEOUT = 300.0  # seconds a drain may take to write what was received
+CANCEL_WAIT = 5.0  # seconds for the runner's threads to stop after a cancel
 
 
 def ensure_subscription(subscription: str, topic: str) -> bool:
@@ -31,8 +32,14 @@ def ensure_subscription(subscription: str, topic: str) -> bool:
 
 
 def _until_stopped(result) -> BaseException | None:
-    """Wait until Ctrl-C (or SIGTERM) or the pipeline ends; the pipeline's error, if any."""
-    done, failure = threading.Event(), []
+    """Run until the pipeline ends; on Ctrl-C (or SIGTERM) drain it and wait for the drain to
+    finish (a second signal, or ``DRAIN_TIMEOUT``, cancels instead). The pipeline's error, if
+    any."""
+    from apache_beam.runners.runner import PipelineState
+
+    from clickstream import local_runner
+
+    done, stop, failure = threading.Event(), threading.Event(), []
 
     def watch():
         try:
@@ -41,16 +48,35 @@ def _until_stopped(result) -> BaseException | None:
             failure.append(error)
         done.set()
 
+    def on_signal(*_):
+        if stop.is_set():
+            done.set()  # asked twice: do not wait for the drain
+        stop.set()
+
     threading.Thread(target=watch, daemon=True).start()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: done.set())
-    while not done.wait(1.0):
-        pass
+        signal.signal(sig, on_signal)
+    while not stop.wait(1.0):
+        if done.is_set():
+            return failure[0] if failure else None
+    print("draining: no more pulls; writing what was received (Ctrl-C again to cancel)", flush=True)
+    local_runner.drain()
+    if not done.wait(DRAIN_TIMEOUT) or result.state != PipelineState.DONE:
+        if not failure:
+            print(
+                "cancelled before the drain finished: messages received and not yet written "
+                "are lost (the local runner acknowledged them when it pulled them)",
+                flush=True,
+            )
+        # Cancelling waits for the runner's threads; those left are daemons and end with us.
+        cancel = threading.Thread(target=result.cancel, daemon=True)
+        cancel.start()
+        cancel.join(CANCEL_WAIT)
     return failure[0] if failure else None
 
 
 def _stream(args: argparse.Namespace) -> None:
-    from clickstream import templates
+    from clickstream import local_runner, templates
     from clickstream.cli import use_local_stack
 
     try:
@@ -69,15 +95,11 @@ def _stream(args: argparse.Namespace) -> None:
     beam_args = args.beam_args
     if not any(arg.startswith("--runner") for arg in beam_args):
         beam_args = [*LOCAL_RUNNER, *beam_args]
+    local_runner.install()
     result = templates.build_pipeline(args.name, variables, beam_args).run()
     shown = ", ".join(f"{k}={v!r}" for k, v in variables.items())
-    print(f"streaming {args.name} on the local stack with {shown}; Ctrl-C stops", flush=True)
+    print(f"streaming {args.name} on the local stack with {shown}; Ctrl-C drains", flush=True)
     failure = _until_stopped(result)
-    if failure is None:
-        # Cancelling waits for the runner's threads; those left are daemons and end with us.
-        cancel = threading.Thread(target=result.cancel, daemon=True)
-        cancel.start()
-        cancel.join(CANCEL_WAIT)
     if failure is not None:
         raise SystemExit(f"error: {args.name} failed: {failure}")
     print(f"{args.name} stopped")
@@ -92,10 +114,11 @@ def register(commands) -> None:
         "(BundleBasedDirectRunner) against the local stack's emulators, with the template's "
         "parameters checked as `template run` does (raw_to_gcs may also write to a local "
         "directory). A missing subscription is created on --topic. Publish to the topic with "
-        "`clickstream simulate`. Ctrl-C stops it. The local runner "
-        "pulls with a 30 s wait: when traffic stops, the last window may come that much later; "
-        "messages it has pulled but not written when stopped are lost (it acknowledges on pull). "
-        "Arguments after `--` go to Beam.",
+        "`clickstream simulate`. Ctrl-C (or SIGTERM) drains it, as Dataflow drains a job: "
+        "it stops pulling, fires every pending window and batch, writes them and exits; a "
+        "second Ctrl-C cancels at once, losing what was received and not yet written (the "
+        "local runner acknowledges messages when it pulls them). Arguments after `--` go to "
+        "Beam.",
     )
     stream.add_argument("name", help="streaming template, e.g. streaming_to_bigquery")
     stream.add_argument(

@@ -1,7 +1,7 @@
 """End to end on the local stack: simulated visits published to the Pub/Sub emulator, the
 streaming specs run by `clickstream stream` on the local runner, and what they wrote, in
 BigQuery, Cloud Storage and the DoS log; then everything is stopped. Bounded in time: the local
-runner reads with a 30 s pull, so a spec sees the end of a bounded stream up to 30 s late."""
+runner reads Pub/Sub in pulls that wait at most 1 s (clickstream/local_runner.py)."""
 
 import contextlib
 import datetime

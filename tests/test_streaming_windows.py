@@ -20,7 +20,7 @@ from apache_beam.yaml import yaml_provider, yaml_transform
 
 import pipelines
 from clickstream import templates
-from transforms import dos_log, lateness, page_view_counts, windowed_files
+from transforms import bigquery_sink, dos_log, lateness, page_view_counts, visit, windowed_files
 
 T0 = datetime.datetime(2024, 7, 1, 9, 0, tzinfo=datetime.UTC)
 LATENESS = 600
@@ -208,6 +208,32 @@ def run_spec(name: str, params: dict, events: test_stream.TestStream) -> None:
     source = yaml_provider.InlineProvider({"Messages": lambda: _Messages(events)}, ["Messages"])
     with beam.Pipeline(options=streaming()) as p:
         yaml_transform.expand_pipeline(p, spec, providers={"Messages": [source]})
+
+
+class _SinkOnTestClock(bigquery_sink.WriteToBigQueryTable):
+    """The sink with its batches timed by the TestStream's processing time, which starts at 0."""
+
+    clock = staticmethod(lambda: 0.0)
+
+
+def test_streaming_sink_writes_every_batch_over_many_panes(stack):
+    bq, dataset = _dataset("panes")
+    batches = [[f"pane {pane} row {row}" for row in range(3 + pane)] for pane in range(4)]
+    events = [("watermark", 0)]
+    for pane, rows in enumerate(batches):
+        records = [visit.dead_letter_row(text, f"test:{pane}", "test") for text in rows]
+        events += [("rows", [(record, pane) for record in records]), ("processing", 61)]
+    with beam.Pipeline(options=streaming()) as p:
+        written = (
+            as_rows(p | stream(*events[:-1]))  # the last batch is written when the input ends
+            | _SinkOnTestClock(f"{dataset}.dead_letter")
+            | beam.Map(lambda result: result.rows_written)
+        )
+        # One write per pane: what came after the first write is written too, each time.
+        assert_that(written, equal_to([len(rows) for rows in batches]))
+    assert _rows(bq, f"SELECT payload FROM `{bq.project}.{dataset}.dead_letter`") == sorted(
+        (text,) for rows in batches for text in rows
+    )
 
 
 def test_raw_to_gcs_spec_writes_every_message_to_its_window_file(tmp_path):

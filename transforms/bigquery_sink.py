@@ -9,10 +9,10 @@ import datetime
 import decimal
 import itertools
 import logging
+import time
 import uuid
 
 import apache_beam as beam
-from apache_beam.transforms import trigger
 from apache_beam.transforms.window import GlobalWindows
 from apache_beam.utils.windowed_value import WindowedValue
 from google.cloud import bigquery
@@ -21,6 +21,7 @@ import metadata
 from transforms import bigquery_tables
 
 _LOG = logging.getLogger(__name__)
+ROWS_PER_WRITE = 10_000  # streaming: rows per staging table and merge, at most
 
 
 def _json_value(value):
@@ -139,9 +140,9 @@ class _MergeStaged(beam.DoFn):
         yield target.merge(target.staging, staged)
 
 
-class _WritePane(beam.DoFn):
-    """Streaming: stages one pane's rows in a table of its own (named after the pane, so a
-    retried pane reuses it), merges it into the target and drops it."""
+class _WriteBatch(beam.DoFn):
+    """Streaming: stages one batch of rows in a table of its own, merges it into the target
+    and drops it. A retried batch stages again and merges the same rows: nothing doubles."""
 
     def __init__(self, target: _Target, batch_size: int):
         self.target, self.batch_size = target, batch_size
@@ -150,9 +151,9 @@ class _WritePane(beam.DoFn):
         self.target.connect()
         bigquery_tables.create_table(self.target.client, self.target.ref, self.target.schema)
 
-    def process(self, keyed_rows, pane=beam.DoFn.PaneInfoParam):
+    def process(self, keyed_rows):
         target = self.target
-        staging = target.staging_for(f"_{pane.index}")
+        staging = target.staging_for(f"_{uuid.uuid4().hex[:12]}")
         bigquery_tables.create_staging(target.client, staging, target.schema)
         staged = 0
         rows = iter(keyed_rows[1])
@@ -174,9 +175,11 @@ class WriteToBigQueryTable(beam.PTransform):
 
     Bounded input (batch) uses one staging table for the run, merged once per window that has
     rows (in the global window the table is created even when no row comes). Unbounded input
-    (streaming), windowed or not, is written every ``triggering_frequency`` seconds and when the
-    input ends (a drained job): each firing (pane) stages its rows in a table named after the run
-    and the pane, merges and drops it.
+    (streaming), windowed or not, is gathered into batches with Beam's
+    ``GroupIntoBatches.WithShardedKey`` (keys sharded over the workers, as Beam's own BigQuery
+    sink does): a batch is written ``triggering_frequency`` seconds of processing time after its
+    first row, when it reaches ``ROWS_PER_WRITE`` rows, and when the input ends (a drained job);
+    each write stages its rows in a table of its own, merges and drops it.
     Staging tables expire by themselves after a day if a run dies.
 
     Outputs one row per merge: ``table``, ``rows_written``, ``rows_inserted`` (rows new or
@@ -191,8 +194,12 @@ class WriteToBigQueryTable(beam.PTransform):
       version_column: Upsert instead of insert-only: a row whose key exists is replaced when its
         value in this column is higher (e.g. ``pane_index``, so that a late, accumulated count
         replaces the earlier one, whatever order the writes come in).
-      triggering_frequency: Streaming only: seconds between writes.
+      triggering_frequency: Streaming only: seconds a row waits at most before it is written.
     """
+
+    # The processing-time source of streaming batches (GroupIntoBatches' clock). Tests that
+    # drive processing time with a TestStream substitute one that starts where its clock does.
+    clock = time.time
 
     def __init__(
         self,
@@ -224,24 +231,23 @@ class WriteToBigQueryTable(beam.PTransform):
             self.table, self.schema, self.project, uuid.uuid4().hex[:12], self.version_column
         )
         if not pcoll.is_bounded:
+            # Not a trigger: Python's trigger driver never re-arms AfterProcessingTime inside
+            # AfterAny (it asks sub-triggers should_fire in the watermark domain only), so
+            # Repeatedly(AfterAny(AfterProcessingTime, AfterWatermark)) fires once per key and
+            # never again on Beam's local runners (apache/beam#19133). Timers do not have that
+            # flaw and are how Dataflow batches streaming writes too.
             return (
                 pcoll
-                | "Panes"
-                >> beam.WindowInto(
-                    GlobalWindows(),
-                    # Every triggering_frequency seconds, and what is left when the input
-                    # ends (a drained job, the end of a test stream).
-                    trigger=trigger.Repeatedly(
-                        trigger.AfterAny(
-                            trigger.AfterProcessingTime(self.triggering_frequency),
-                            trigger.AfterWatermark(),
-                        )
-                    ),
-                    accumulation_mode=trigger.AccumulationMode.DISCARDING,
+                | "Global" >> beam.WindowInto(GlobalWindows())  # time and triggers are upstream
+                | "Key"
+                >> beam.Map(
+                    lambda row, table=self.table: (table, _json_row(row))
+                ).with_output_types(tuple[str, dict])
+                | "Batch"
+                >> beam.GroupIntoBatches.WithShardedKey(
+                    ROWS_PER_WRITE, self.triggering_frequency, clock=self.clock
                 )
-                | "Key" >> beam.Map(lambda row: (0, _json_row(row)))
-                | "Group" >> beam.GroupByKey()
-                | "Write" >> beam.ParDo(_WritePane(target, self.batch_size))
+                | "Write" >> beam.ParDo(_WriteBatch(target, self.batch_size))
             )
         total = beam.CombineGlobally(sum)
         if not isinstance(pcoll.windowing.windowfn, GlobalWindows):
