@@ -22,10 +22,10 @@ import apache_beam as beam
 import orjson
 from apache_beam.options.pipeline_options import PipelineOptions
 
-import metadata
-from transforms import bigquery_tables, visit
-from transforms.parse_visits import ParseVisits
-from transforms.visit_lines import ReadVisitLines
+from clickstream.core import contract, visit
+from clickstream.gcp import bigquery_tables
+from clickstream.transforms.parse_visits import ParseVisits
+from clickstream.transforms.visit_lines import ReadVisitLines
 
 DEFAULT_INPUT = os.path.join(
     os.path.dirname(__file__), "..", "..", "shared", "data", "lab-visits", "*.jsonl"
@@ -49,7 +49,7 @@ def catalog(path: str, repeat: int) -> None:
 
 def straightforward(path: str, repeat: int) -> None:
     """The textbook pipeline: a Map per stage, events exploded to elements, Partition by table."""
-    tables = list(metadata.TABLES)
+    tables = list(contract.TABLES)
     with beam.Pipeline(options=_options()) as p:
         lines = [p | f"Read {i}" >> beam.io.ReadFromText(path) for i in range(repeat)]
         visits = lines | beam.Flatten() | "Decode" >> beam.Map(visit.read_visit)
@@ -95,15 +95,16 @@ def model(lines: list[bytes]) -> None:
 
 def migration(path: str) -> float | None:
     """Seconds for `clickstream migrate` into a fresh dataset, or None without the stack."""
-    from clickstream import local_stack, migrate
+    from clickstream.local import emulators
+    from clickstream.pipelines import migration
 
-    os.environ.update(local_stack.emulator_env())
-    if not local_stack.status()["bigquery"]["answers"]:
+    os.environ.update(emulators.emulator_env())
+    if not emulators.status()["bigquery"]["answers"]:
         return None
     dataset = f"bench_{uuid.uuid4().hex[:8]}"
     try:
         started = time.perf_counter()
-        migrate.migrate(path, dataset)
+        migration.migrate(path, dataset)
         return time.perf_counter() - started
     finally:
         bigquery_tables.client().delete_dataset(dataset, delete_contents=True, not_found_ok=True)

@@ -13,14 +13,15 @@ import argparse
 import os
 import uuid
 
-from clickstream import local_stack
-from simulator import publisher, visits
+from clickstream.gcp import pubsub
+from clickstream.local import emulators
+from clickstream.simulator import publisher, visits
 
 
 def measure(rate: float, seconds: float, project: str) -> publisher.Report:
-    client = publisher.publisher_client()
+    client = pubsub.publisher_client()
     topic = f"projects/{project}/topics/bench-{uuid.uuid4().hex[:8]}"
-    publisher.ensure_topic(client, topic)
+    pubsub.ensure_topic(project, topic)
     try:
         plan = visits.Plan(rate, duration=seconds, seed=1)
         return publisher.publish(plan, topic, client=client)
@@ -33,14 +34,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--rates", type=float, nargs="+", default=[60.0, 60_000.0])
     args = parser.parse_args()
-    started = not local_stack.status()["pubsub"]["answers"]
+    started = not emulators.status()["pubsub"]["answers"]
     if started:
-        local_stack.up()
-    os.environ.update(local_stack.emulator_env())
+        emulators.up()
+    os.environ.update(emulators.emulator_env())
     try:
         print(f"{'requested/min':>14}{'confirmed':>11}{'seconds':>9}{'achieved/min':>14}{'off':>8}")
         for rate in args.rates:
-            report = measure(rate, args.seconds, local_stack.settings().project)
+            report = measure(rate, args.seconds, emulators.settings().project)
             off = (report.achieved_per_minute / rate - 1) * 100
             print(
                 f"{rate:>14,.0f}{report.steady:>11,}{report.seconds:>9.2f}"
@@ -49,7 +50,7 @@ def main() -> None:
             )
     finally:
         if started:
-            local_stack.down()
+            emulators.down()
 
 
 if __name__ == "__main__":

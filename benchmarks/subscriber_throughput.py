@@ -40,12 +40,12 @@ from pathlib import Path
 import requests
 from google.cloud import pubsub_v1
 
-from clickstream import local_stack
-from clickstream.cli import use_local_stack
-from subscribers import topology
-from subscribers.pull import PullSubscriber
-from subscribers.warehouse import REQUEST_ROWS, WRITE_ORDER, Warehouse, row_key
-from transforms import bigquery_tables, visit
+from clickstream.cli.local import use_local_stack
+from clickstream.core import jsonlines, visit
+from clickstream.gcp import bigquery_tables, pubsub
+from clickstream.gcp.warehouse import REQUEST_ROWS, WRITE_ORDER, Warehouse, row_key
+from clickstream.local import emulators
+from clickstream.subscribers.pull import PullSubscriber
 
 ROOT = Path(__file__).resolve().parents[1]
 LAB_VISITS = ROOT.parent / "shared" / "data" / "lab-visits" / "*.jsonl"
@@ -92,7 +92,7 @@ class Run:
         """A new topic with a pull subscription of the same name; its path."""
         topic = self._unique(f"bench-{name}")
         self.topics.append(topic)
-        return topology.ensure(self.project, topic, topic)
+        return pubsub.ensure_subscription(self.project, topic, topic)[0]
 
     def dataset(self, name: str) -> str:
         """A new dataset with the analyst tables."""
@@ -102,12 +102,12 @@ class Run:
         return dataset
 
     def publish(self, subscription: str, payloads: list[bytes]) -> None:
-        topology.publish(self.project, payloads, subscription.rsplit("/", 1)[1])
+        pubsub.publish(self.project, payloads, subscription.rsplit("/", 1)[1])
 
     def clean(self) -> None:
         publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
         for topic in self.topics:
-            for name in (topic, topology.dead_letter_topic(topic)):
+            for name in (topic, pubsub.dead_letter_topic(topic)):
                 subscriber.delete_subscription(
                     subscription=subscriber.subscription_path(self.project, name)
                 )
@@ -297,11 +297,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the pull side")
     parser.add_argument("--input", default=str(LAB_VISITS), help="glob of JSON-lines files")
     args = parser.parse_args()
-    payloads = list(topology.lines(sorted(glob.glob(args.input))))[: args.visits]
+    payloads = list(jsonlines.read(sorted(glob.glob(args.input))))[: args.visits]
     pushed = payloads[: args.push_visits]
     n, m = len(payloads), len(pushed)
     use_local_stack()
-    run = Run(local_stack.settings().project)
+    run = Run(emulators.settings().project)
     print(f"{n:,} lab visits for the pull side ({args.rounds} rounds), {m:,} pushed")
     seconds: dict[str, list[float]] = collections.defaultdict(list)
     spent: collections.Counter = collections.Counter()

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Startup script of the pull subscriber's VMs (Debian 12, Python 3.11), run as root at every boot:
 # fetch the code named in the instance metadata from Cloud Storage, install its pinned
-# requirements into a venv, and run `python -m subscribers.pull` under systemd as an unprivileged
+# requirements into a venv, and run `python -m clickstream.subscribers.pull` under systemd as an unprivileged
 # user. systemd restarts the process if it exits; the managed instance group recreates the VM if
 # /healthz stops answering 200 (see deploy/subscribers.py). New code: upload a new archive, then
 # `gcloud compute instance-groups managed rolling-action replace clickstream-pull --region=R`.
@@ -39,7 +39,7 @@ Wants=network-online.target
 User=clickstream
 WorkingDirectory=$HOME_DIR/app
 Environment=PYTHONPATH=$HOME_DIR/app
-ExecStart=$HOME_DIR/venv/bin/python -m subscribers.pull --project $PROJECT \
+ExecStart=$HOME_DIR/venv/bin/python -m clickstream.subscribers.pull --project $PROJECT \
   --subscription $SUBSCRIPTION --dataset $DATASET --health-host 0.0.0.0 --health-port $HEALTH_PORT
 # SIGTERM drains (write and ack what was received); a batch write takes 30 s at most.
 KillSignal=SIGTERM

@@ -37,13 +37,12 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 
-import metadata
-from clickstream.templates import shell
-from subscribers import topology
+from clickstream.core import contract, names, shell
+from clickstream.gcp import pubsub
 
 ROOT = Path(__file__).resolve().parents[1]
 STARTUP_SCRIPT = Path(__file__).with_name("startup.sh")
-SOURCE_PACKAGES = ("metadata", "subscribers", "transforms")  # what the subscribers import
+SOURCE_PACKAGES = ("core", "gcp", "metadata", "subscribers")  # what the subscribers import
 RUNTIME_ROOTS = (
     "fastjsonschema",
     "functions-framework",
@@ -78,8 +77,8 @@ class Target:
 
     project: str
     region: str
-    dataset: str = "clickstream"
-    topic: str = topology.TOPIC
+    dataset: str = names.DATASET
+    topic: str = names.TOPIC
     bucket: str | None = None
     network: str = "default"
     machine_type: str = "e2-small"
@@ -109,12 +108,12 @@ def _delivery_flags(target: Target, push: bool) -> list[str]:
     """The subscription settings of ``subscribers.topology``, as gcloud flags."""
     return [
         f"--topic={target.topic}",
-        f"--ack-deadline={topology.ack_deadline_seconds(push)}",
-        f"--dead-letter-topic={topology.dead_letter_topic(target.topic)}",
-        f"--max-delivery-attempts={topology.MAX_DELIVERY_ATTEMPTS}",
-        f"--min-retry-delay={topology.MIN_RETRY_DELAY_SECONDS}s",
-        f"--max-retry-delay={topology.MAX_RETRY_DELAY_SECONDS}s",
-        f"--message-retention-duration={topology.RETENTION_DAYS}d",
+        f"--ack-deadline={pubsub.POLICIES['push' if push else 'pull'].ack_deadline_seconds}",
+        f"--dead-letter-topic={names.dead_letter_topic(target.topic)}",
+        f"--max-delivery-attempts={pubsub.MAX_DELIVERY_ATTEMPTS}",
+        f"--min-retry-delay={pubsub.MIN_RETRY_DELAY_SECONDS}s",
+        f"--max-retry-delay={pubsub.MAX_RETRY_DELAY_SECONDS}s",
+        f"--message-retention-duration={pubsub.RETENTION_DAYS}d",
         "--retain-acked-messages",
     ]
 
@@ -128,7 +127,7 @@ def _writer_grants(target: Target, account: str) -> list[list[str]]:
                 *("bq", "add-iam-policy-binding", member, "--role=roles/bigquery.dataEditor"),
                 *("-t", f"{target.project}:{target.dataset}.{table}"),
             ]
-            for table in metadata.TABLES
+            for table in contract.TABLES
         ),
         _gcloud(
             target,
@@ -153,7 +152,7 @@ def _agent_may_dead_letter(target: Target, subscription: str) -> list[str]:
 
 
 def topic_commands(target: Target) -> list[list[str]]:
-    dead = topology.dead_letter_topic(target.topic)
+    dead = names.dead_letter_topic(target.topic)
     return [
         _gcloud(target, "services", "enable", *APIS),
         _gcloud(target, "pubsub", "topics", "create", target.topic),
@@ -161,7 +160,7 @@ def topic_commands(target: Target) -> list[list[str]]:
         _gcloud(
             target,
             *("pubsub", "subscriptions", "create", dead, f"--topic={dead}"),
-            f"--message-retention-duration={topology.RETENTION_DAYS}d",
+            f"--message-retention-duration={pubsub.RETENTION_DAYS}d",
         ),
         _gcloud(
             target,
@@ -174,7 +173,7 @@ def topic_commands(target: Target) -> list[list[str]]:
 def push_commands(target: Target, source: Path) -> list[list[str]]:
     """``source``: the function's directory, from ``stage_function``."""
     runtime, invoker = target.account(PUSH_ACCOUNT), target.account(INVOKER_ACCOUNT)
-    url, subscription = target.function_url, topology.PUSH_SUBSCRIPTION
+    url, subscription = target.function_url, names.PUSH_SUBSCRIPTION
     environment = {
         "BIGQUERY_PROJECT": target.project,
         "BIGQUERY_DATASET": target.dataset,
@@ -219,7 +218,7 @@ def pull_commands(target: Target, archive: Path) -> list[list[str]]:
     """``archive``: the code as a tar.gz, from ``stage_archive``."""
     if not target.bucket:
         raise ValueError("the pull subscriber needs a bucket for its code (--bucket)")
-    account, subscription = target.account(PULL_ACCOUNT), topology.PULL_SUBSCRIPTION
+    account, subscription = target.account(PULL_ACCOUNT), names.PULL_SUBSCRIPTION
     source = f"gs://{target.bucket}/subscribers/{archive.name}"
     settings = {
         "clickstream-source": source,
@@ -316,10 +315,11 @@ def runtime_requirements() -> list[str]:
 
 
 def _copy_sources(destination: Path) -> None:
+    """The packages as installed: folder ``<name>/`` is ``clickstream.<name>`` (setup.py)."""
     for package in SOURCE_PACKAGES:
         shutil.copytree(
             ROOT / package,
-            destination / package,
+            destination / "clickstream" / package,
             ignore=shutil.ignore_patterns("__pycache__"),
             dirs_exist_ok=True,
         )
@@ -335,7 +335,7 @@ def stage_function(build_dir: Path) -> Path:
     _copy_sources(destination)
     (destination / "main.py").write_text(
         '"""Entry point of the Cloud Run function: the push subscriber."""\n\n'
-        "from subscribers.push import receive\n\n"
+        "from clickstream.subscribers.push import receive\n\n"
         '__all__ = ["receive"]\n'
     )
     return destination
@@ -357,7 +357,7 @@ def stage_archive(build_dir: Path) -> Path:
 def execute(commands: Iterable[list[str]], dry_run: bool) -> None:
     """Print each command as a shell line; unless ``dry_run``, run that very line with bash."""
     for command in commands:
-        line = shell(command)
-        print(line, flush=True)
+        text = shell.line(command)
+        print(text, flush=True)
         if not dry_run:
-            subprocess.run(["bash", "-c", line], check=True)
+            subprocess.run(["bash", "-c", text], check=True)

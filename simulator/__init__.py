@@ -1,3 +1,2 @@
-"""The visit simulator (lab Task 3.1): realistic visits, rate-held publishing to Pub/Sub, or JSON
-lines for the batch migration. ``visits`` generates, ``publisher`` sends, ``cli`` is the
-``clickstream simulate`` command."""
+"""The visit simulator (lab Task 3.1): realistic visits (``visits``) and rate-held publishing to
+Pub/Sub or JSON lines for the batch migration (``publisher``); ``clickstream simulate`` runs it."""

@@ -2,8 +2,8 @@
 
 The rate is held by a deadline schedule: message *i* is due ``i x interval`` after the start,
 measured on a monotonic clock, and is sent when due; a late message is sent at once and the
-schedule does not shift, so delays never add up. The client batches (``BATCH``) and blocks
-when too many messages are outstanding (``FLOW_CONTROL``), so memory stays bounded when Pub/Sub
+schedule does not shift, so delays never add up. The client (``gcp.pubsub.publisher_client``)
+batches and blocks when too many messages are outstanding, so memory stays bounded when Pub/Sub
 is slower than the plan. The achieved rate counts the steady messages Pub/Sub confirmed over
 the run's length: the planned length, or longer if the last confirmation came later.
 """
@@ -15,10 +15,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from simulator import visits
+from clickstream.gcp import pubsub
+from clickstream.simulator import visits
 
-BATCH = {"max_messages": 1000, "max_bytes": 4_000_000, "max_latency": 0.05}
-FLOW_CONTROL = {"message_limit": 20_000, "byte_limit": 64_000_000}
 EARLY_ENOUGH = 0.002  # seconds: a message due sooner than this is sent without waiting
 CONFIRM_TIMEOUT = 60.0  # seconds to wait for outstanding confirmations at the end
 
@@ -47,32 +46,6 @@ class Report:
 
 
 Progress = Callable[[Report, float], None]  # called about once a second: report, seconds so far
-
-
-def publisher_client():
-    """A Pub/Sub publisher with the simulator's batching and flow control (the emulator when
-    ``PUBSUB_EMULATOR_HOST`` is set)."""
-    from google.cloud import pubsub_v1
-    from google.cloud.pubsub_v1 import types
-
-    flow = types.PublishFlowControl(
-        **FLOW_CONTROL, limit_exceeded_behavior=types.LimitExceededBehavior.BLOCK
-    )
-    return pubsub_v1.PublisherClient(
-        batch_settings=types.BatchSettings(**BATCH),
-        publisher_options=types.PublisherOptions(flow_control=flow),
-    )
-
-
-def ensure_topic(client, topic: str) -> bool:
-    """Create ``topic`` (projects/P/topics/T) unless it exists; True if it was created."""
-    from google.api_core.exceptions import AlreadyExists
-
-    try:
-        client.create_topic(name=topic)
-    except AlreadyExists:
-        return False
-    return True
 
 
 class _Tally:
@@ -115,7 +88,7 @@ def publish(
 ) -> Report:
     """Publish the plan's messages to ``topic`` (projects/P/topics/T) at the planned rate until
     the plan ends or ``stop`` is set; returns once every sent message is confirmed or failed."""
-    client = client or publisher_client()
+    client = client or pubsub.publisher_client()
     stop = stop or threading.Event()
     report = Report(topic, plan)
     tally = _Tally(report)

@@ -1,19 +1,19 @@
-"""Command-line options of the subscribers, shared by ``python -m subscribers.pull`` and
+"""Command-line options of the subscribers, shared by ``python -m clickstream.subscribers.pull`` and
 ``clickstream subscribe`` (free of heavy imports, so that the command line starts fast)."""
 
 import argparse
 
-from subscribers import topology
+from clickstream.core import names
 
 
 def add_pull_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--subscription",
-        default=topology.PULL_SUBSCRIPTION,
+        default=names.PULL_SUBSCRIPTION,
         help="subscription name or projects/P/subscriptions/S (default: %(default)s)",
     )
     parser.add_argument("--project", help="Google Cloud project (default: the local stack)")
-    parser.add_argument("--dataset", default="clickstream", help="BigQuery dataset")
+    parser.add_argument("--dataset", default=names.DATASET, help="BigQuery dataset")
     parser.add_argument("--batch-size", type=int, default=500, help="messages per write")
     parser.add_argument(
         "--max-latency", type=float, default=1.0, help="seconds a batch waits to fill"

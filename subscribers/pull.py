@@ -15,8 +15,8 @@
   when the stream ended (the subscription was deleted, access was revoked). An idle subscription
   is healthy: waiting for messages, the loop turns every second.
 
-Run it with ``python -m subscribers.pull --subscription NAME [--project P] [--dataset D]`` or,
-on the local stack, ``clickstream subscribe pull``.
+Run it with ``python -m clickstream.subscribers.pull --subscription NAME [--project P]
+[--dataset D]`` or, on the local stack, ``clickstream subscribe pull``.
 """
 
 import argparse
@@ -31,11 +31,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import orjson
 from google.cloud import pubsub_v1
 
-from subscribers import options
-from subscribers.warehouse import Warehouse, is_transient
-from transforms import visit
+from clickstream.core import names, visit
+from clickstream.gcp.warehouse import Warehouse, is_transient
+from clickstream.subscribers import options
 
-_LOG = logging.getLogger("subscribers.pull")
+_LOG = logging.getLogger("clickstream.subscribers.pull")  # also when run as __main__
 OPEN, DRAINING, CLOSED = "open", "draining", "closed"
 TICK_SECONDS = 1.0  # the longest the loop waits for a message before it turns again
 STATS = (
@@ -240,9 +240,7 @@ def serve_health(subscriber: PullSubscriber, host: str, port: int) -> ThreadingH
 def run(args: argparse.Namespace) -> int:
     """Pull until SIGTERM or SIGINT, then drain. The exit status: 0 once drained."""
     warehouse = Warehouse(args.dataset, args.project, deadline=args.write_deadline)
-    subscription = args.subscription
-    if not subscription.startswith("projects/"):
-        subscription = f"projects/{warehouse.client.project}/subscriptions/{subscription}"
+    subscription = names.subscription_path(warehouse.client.project, args.subscription)
     subscriber = PullSubscriber(
         subscription,
         warehouse,
@@ -272,11 +270,13 @@ def run(args: argparse.Namespace) -> int:
 
 def configure_logging() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
-    logging.getLogger("subscribers").setLevel(logging.INFO)
+    logging.getLogger("clickstream").setLevel(logging.INFO)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m subscribers.pull", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m clickstream.subscribers.pull", description=__doc__
+    )
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     options.add_pull_arguments(parser)
     configure_logging()

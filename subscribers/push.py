@@ -34,11 +34,12 @@ import flask
 import functions_framework
 import orjson
 
-from subscribers import oidc, warehouse
-from transforms import visit
+from clickstream.core import names, visit
+from clickstream.gcp import warehouse
+from clickstream.subscribers import oidc
 
 MEBIBYTE = 1024 * 1024
-_LOG = logging.getLogger("subscribers.push")
+_LOG = logging.getLogger("clickstream.subscribers.push")
 if not _LOG.handlers:  # the Functions Framework leaves logging unconfigured
     _LOG.addHandler(logging.StreamHandler())
     _LOG.handlers[0].setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
@@ -64,7 +65,7 @@ MAX_REQUEST_BYTES = int(os.environ.get("PUSH_MAX_REQUEST_BYTES", 10 * MEBIBYTE))
 @functools.cache
 def _warehouse() -> warehouse.Warehouse:
     return warehouse.Warehouse(
-        os.environ.get("BIGQUERY_DATASET", "clickstream"),
+        os.environ.get("BIGQUERY_DATASET", names.DATASET),
         os.environ.get("BIGQUERY_PROJECT") or None,
         deadline=float(os.environ.get("BIGQUERY_WRITE_DEADLINE", 30)),
     )

@@ -5,8 +5,8 @@ import logging
 import os
 import sys
 
-from clickstream import templates
+from clickstream.pipelines import catalog
 
 if __name__ == "__main__":
     logging.getLogger().setLevel(logging.INFO)
-    templates.launch(os.environ["CLICKSTREAM_PIPELINE"], sys.argv[1:])
+    catalog.launch(os.environ["CLICKSTREAM_PIPELINE"], sys.argv[1:])

@@ -6,7 +6,8 @@ import functools
 from decimal import Decimal
 from pathlib import Path
 
-from clickstream import migrate, views
+from clickstream.gcp import views
+from clickstream.pipelines import migration
 
 FIXTURE = Path(__file__).parent / "fixtures" / "analyst" / "visits.jsonl"
 FIXTURE_DATASET = "analyst_fixture"
@@ -124,7 +125,7 @@ FIXTURE_RESULTS = {
 def loaded(path: str, dataset: str) -> str:
     """Migrates ``path`` into ``dataset`` of the running local stack and applies the views, once
     per session; returns the dataset."""
-    report = migrate.migrate(path, dataset)
+    report = migration.migrate(path, dataset)
     assert report["reconciled"] and report["visits_rejected"] == 0, report
     views.apply_views(None, dataset)
     return dataset

@@ -37,7 +37,7 @@ def lab_data() -> Path:
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory):
     """The three emulators, started for this session on free ports and stopped after it."""
-    from clickstream import local_stack
+    from clickstream.local import emulators
 
     ports = free_ports(len(PORT_VARIABLES))
     env = {name: str(port) for name, port in zip(PORT_VARIABLES, ports, strict=True)}
@@ -45,9 +45,9 @@ def stack(tmp_path_factory):
     saved = dict(os.environ)
     os.environ.update(env)
     try:
-        local_stack.up("clickstream")
-        yield local_stack.settings()
+        emulators.up("clickstream")
+        yield emulators.settings()
     finally:
-        local_stack.down()
+        emulators.down()
         os.environ.clear()
         os.environ.update(saved)

@@ -15,8 +15,8 @@ import orjson
 import requests
 from conftest import ROOT, free_ports
 
-from subscribers import topology, warehouse
-from transforms import bigquery_tables, visit
+from clickstream.core import jsonlines, visit
+from clickstream.gcp import bigquery_tables, warehouse
 
 MALFORMED = (b"{not json", b"[1, 2]", b"\xff\xfe not utf-8")  # Pub/Sub refuses empty data
 ONE_BAD_EVENT = orjson.dumps(
@@ -79,7 +79,7 @@ def push_handler_command(port: int) -> list[str]:
 
 def pull_command(subscription: str, dataset: str, health_port: int, *extra: str) -> list[str]:
     return [
-        *(sys.executable, "-m", "subscribers.pull", "--subscription", subscription),
+        *(sys.executable, "-m", "clickstream.subscribers.pull", "--subscription", subscription),
         *("--dataset", dataset, "--health-port", str(health_port), *extra),
     ]
 
@@ -142,4 +142,4 @@ def lab_file(lab_data: Path, day: str) -> Path:
 
 def lab_lines(lab_data: Path, day: str) -> list[bytes]:
     """The visits of one lab file (e.g. day '2024-07-01'), one payload per line."""
-    return list(topology.lines([str(lab_file(lab_data, day))]))
+    return list(jsonlines.read([str(lab_file(lab_data, day))]))

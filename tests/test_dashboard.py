@@ -17,8 +17,10 @@ from urllib.parse import parse_qs, urlsplit
 import analyst_datasets
 import pytest
 
-from clickstream import dashboard, views
-from transforms import bigquery_tables
+from clickstream.cli import dashboard as dashboard_command
+from clickstream.core import contract
+from clickstream.dashboard import server as dashboard
+from clickstream.gcp import bigquery_tables
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHARTS = ("visits_by_page", "visits_by_device", "sales_by_category", "popular_items")
@@ -174,7 +176,7 @@ def test_unknown_paths_and_query_failures_answer_json_errors(stack, url):
 
 
 def test_looker_link_has_one_bigquery_data_source_per_view():
-    assert sorted(dashboard.LOOKER_DATA_SOURCES) == [view.name for view in views.load()]
+    assert sorted(dashboard.LOOKER_DATA_SOURCES) == [view.name for view in contract.views()]
     link = dashboard.looker_link("my-project", "clicks")
     assert link.startswith("https://lookerstudio.google.com/reporting/create?")
     params = {key: values[0] for key, values in parse_qs(urlsplit(link).query).items()}
@@ -198,7 +200,7 @@ def test_looker_link_has_one_bigquery_data_source_per_view():
 
 def run_command(*argv: str) -> None:
     parser = argparse.ArgumentParser()
-    dashboard.register(parser.add_subparsers(dest="command"))
+    dashboard_command.register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["dashboard", *argv])
     args.run(args)
 

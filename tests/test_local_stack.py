@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import PORT_VARIABLES, free_ports
 
-from clickstream import local_stack
+from clickstream.local import emulators
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,16 +28,16 @@ def state_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("CLICKSTREAM_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.delenv("CLICKSTREAM_PROJECT", raising=False)
     monkeypatch.delenv("CLICKSTREAM_PUBSUB_EMULATOR", raising=False)
-    for key in local_stack.emulator_env():  # up() sets these: record them so teardown restores
+    for key in emulators.emulator_env():  # up() sets these: record them so teardown restores
         monkeypatch.setenv(key, "")
         monkeypatch.delenv(key)
     yield tmp_path / "state"
-    local_stack.down()
+    emulators.down()
 
 
 def test_emulator_env(state_dir, monkeypatch):
     monkeypatch.setenv("CLICKSTREAM_PUBSUB_PORT", "1234")
-    env = local_stack.emulator_env()
+    env = emulators.emulator_env()
     assert env["PUBSUB_EMULATOR_HOST"] == "127.0.0.1:1234"
     assert env["BIGQUERY_EMULATOR_HOST"].startswith("http://127.0.0.1:")
     assert env["STORAGE_EMULATOR_HOST"].startswith("http://127.0.0.1:")
@@ -49,7 +49,7 @@ def test_up_status_up_again_down(state_dir, capsys):
     (state_dir / "pubsub.pid").write_text(f"{dead_pid()}\n")  # left by a crashed stack
     # First start from another process: the emulators must outlive it.
     child = subprocess.run(
-        [sys.executable, "-c", "from clickstream import local_stack; local_stack.up()"],
+        [sys.executable, "-c", "from clickstream.local import emulators; emulators.up()"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -60,49 +60,49 @@ def test_up_status_up_again_down(state_dir, capsys):
     assert child.stdout.count(" started on 127.0.0.1:") == 4
     assert "(6 tables)" in child.stdout
 
-    running = local_stack.status()
+    running = emulators.status()
     assert all(row["running"] and row["answers"] for row in running.values()), running
     assert running["pubsub"]["port"] == int(os.environ["CLICKSTREAM_PUBSUB_PORT"])
 
-    local_stack.up()
+    emulators.up()
     assert capsys.readouterr().out.count("already running") == 4
-    assert local_stack.status() == running
+    assert emulators.status() == running
 
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
-    from transforms import bigquery_tables
+    from clickstream.gcp import bigquery_tables
 
     tables = bigquery_tables.client().list_tables("clickstream")
     assert {table.table_id for table in tables} >= {"visits", "dead_letter"}
     gcs = storage.Client(project="clickstream-local", credentials=AnonymousCredentials())
     assert gcs.lookup_bucket("clickstream-local") is not None
 
-    local_stack.down()
-    stopped = local_stack.status()
+    emulators.down()
+    stopped = emulators.status()
     assert not any(row["running"] or row["answers"] or row["pid"] for row in stopped.values())
     assert not list(state_dir.glob("*.pid"))
-    local_stack.down()
+    emulators.down()
     assert capsys.readouterr().out.count("not running") == 4
 
 
 def test_stale_pid_file(state_dir):
     state_dir.mkdir()
     (state_dir / "storage.pid").write_text(f"{dead_pid()}\n")
-    assert local_stack.status()["storage"] == {
+    assert emulators.status()["storage"] == {
         "running": False,
         "pid": None,
         "port": int(os.environ["CLICKSTREAM_STORAGE_PORT"]),
         "answers": False,
     }
-    local_stack.down()
+    emulators.down()
     assert not (state_dir / "storage.pid").exists()
 
 
 def test_missing_pubsub_emulator(state_dir, monkeypatch, tmp_path):
-    monkeypatch.setattr(local_stack, "PUBSUB_EMULATOR", tmp_path / "missing")
-    with pytest.raises(local_stack.StackError, match="gcloud components install pubsub-emulator"):
-        local_stack.up()
+    monkeypatch.setattr(emulators, "PUBSUB_EMULATOR", tmp_path / "missing")
+    with pytest.raises(emulators.StackError, match="gcloud components install pubsub-emulator"):
+        emulators.up()
     assert not state_dir.exists() or not list(state_dir.glob("*.pid"))
 
 
@@ -111,8 +111,8 @@ def test_emulator_that_exits_shows_its_log(state_dir, monkeypatch, tmp_path):
     script.write_text("#!/bin/sh\necho 'no java here' >&2\nexit 1\n")
     script.chmod(0o755)
     monkeypatch.setenv("CLICKSTREAM_PUBSUB_EMULATOR", str(script))
-    with pytest.raises(local_stack.StackError, match="pubsub emulator exited") as error:
-        local_stack.up()
+    with pytest.raises(emulators.StackError, match="pubsub emulator exited") as error:
+        emulators.up()
     assert "no java here" in str(error.value)
     assert not (state_dir / "pubsub.pid").exists()
 
@@ -121,6 +121,6 @@ def test_port_taken_by_another_process(state_dir):
     port = int(os.environ["CLICKSTREAM_PUBSUB_PORT"])
     with (
         socket.create_server(("127.0.0.1", port)),
-        pytest.raises(local_stack.StackError, match=f"port 127.0.0.1:{port} is in use"),
+        pytest.raises(emulators.StackError, match=f"port 127.0.0.1:{port} is in use"),
     ):
-        local_stack.up()
+        emulators.up()

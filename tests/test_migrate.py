@@ -6,12 +6,12 @@ import sys
 
 import pytest
 
-from clickstream import migrate
-from transforms import bigquery_tables
+from clickstream.gcp import bigquery_tables
+from clickstream.pipelines import migration
 
 
 def test_lab_data_loads_exactly_once(stack, lab_data, tmp_path):
-    first = migrate.migrate(str(lab_data / "*.jsonl"), "lab")
+    first = migration.migrate(str(lab_data / "*.jsonl"), "lab")
     assert first["records_read"] == first["visits_loaded"] == 8804
     assert first["visits_rejected"] == first["events_rejected"] == 0
     assert first["events_loaded"] == 46634
@@ -29,7 +29,7 @@ def test_lab_data_loads_exactly_once(stack, lab_data, tmp_path):
         "dead_letter": 0,
     }
     assert first["reconciled"]
-    second = migrate.migrate(str(lab_data / "*.jsonl"), "lab")
+    second = migration.migrate(str(lab_data / "*.jsonl"), "lab")
     assert second["tables"] == first["tables"]
     assert set(second["rows_inserted"].values()) == {0}
 
@@ -40,7 +40,7 @@ def test_nasty_corpus_reconciles(stack, tmp_path):
     data, expected = nasty_corpus.corpus()
     path = tmp_path / "nasty.jsonl"
     path.write_bytes(data)
-    report = migrate.migrate(str(path), "nasty")
+    report = migration.migrate(str(path), "nasty")
     for key, value in expected.items():
         assert report[key] == value, key
     assert report["reconciled"]
@@ -72,14 +72,14 @@ def test_bom_crlf_and_blank_lines(stack, tmp_path):
         + line.replace('"S"', '"T"').encode()
         + b"\r\n"
     )
-    report = migrate.migrate(str(path), "windows")
+    report = migration.migrate(str(path), "windows")
     assert (report["records_read"], report["visits_loaded"], report["events_loaded"]) == (2, 2, 2)
     assert report["tables"]["page_views"] == 2
 
 
 def _cli(*args, env=None):
     return subprocess.run(
-        [sys.executable, "-m", "clickstream", *args],
+        [sys.executable, "-m", "clickstream.cli", *args],
         capture_output=True,
         text=True,
         env=env,
@@ -132,7 +132,7 @@ def test_cli_without_stack_says_how_to_start_it(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("table", ["nodataset", "a.b.c.d", ".t"])
 def test_sink_refuses_bad_table_names(table):
-    from transforms.bigquery_sink import WriteToBigQueryTable
+    from clickstream.transforms.bigquery_sink import WriteToBigQueryTable
 
     with pytest.raises(ValueError, match=r"dataset\.table"):
         WriteToBigQueryTable(table)

@@ -27,9 +27,9 @@ from subscriber_support import (
     wait_until,
 )
 
-from clickstream import local_stack, migrate
-from subscribers import topology
-from transforms import bigquery_tables
+from clickstream.gcp import bigquery_tables, pubsub
+from clickstream.local import emulators
+from clickstream.pipelines import migration
 
 FAST = ("--batch-size", "100", "--max-latency", "0.2")
 
@@ -40,7 +40,7 @@ def _health(port: int) -> tuple[int, dict]:
 
 
 def _publish(project: str, topic: str, payloads: list[bytes]) -> dict[str, bytes]:
-    ids = topology.publish(project, payloads, topic)
+    ids = pubsub.publish(project, payloads, topic)
     return dict(zip(ids, payloads, strict=True))
 
 
@@ -55,10 +55,10 @@ def _stop(process, log) -> dict:
 
 def test_pull_adds_to_the_batch_migrations_tables_exactly_once(stack, lab_data, tmp_path):
     dataset, name = "subscribed", "pull-e2e"
-    migrated = migrate.migrate(str(lab_file(lab_data, "2024-07-01")), dataset)["tables"]
+    migrated = migration.migrate(str(lab_file(lab_data, "2024-07-01")), dataset)["tables"]
     old, new = lab_lines(lab_data, "2024-07-01"), lab_lines(lab_data, "2024-07-02")
     assert expected_rows(dict(enumerate(old))) == migrated  # the same model, the same rows
-    subscription = topology.ensure(stack.project, name, name)
+    subscription = pubsub.ensure_subscription(stack.project, name, name)[0]
     since = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=1)
     messages = _publish(stack.project, name, [*old, *new, ONE_BAD_EVENT, *MALFORMED])
     expected = expected_rows(messages)
@@ -104,7 +104,7 @@ def _orphan_page_views(dataset: str) -> int:
 def test_pull_killed_mid_batch_loses_nothing(stack, lab_data, tmp_path):
     dataset, name = "pull_killed", "pull-killed"
     bigquery_tables.ensure_tables(stack.project, dataset)
-    subscription = topology.ensure(stack.project, name, name)
+    subscription = pubsub.ensure_subscription(stack.project, name, name)[0]
     messages = _publish(stack.project, name, lab_lines(lab_data, "2024-07-03"))
     expected = expected_rows(messages)
     port, log = free_ports(1)[0], tmp_path / "pull.log"
@@ -145,7 +145,7 @@ def test_pull_killed_mid_batch_loses_nothing(stack, lab_data, tmp_path):
 def test_pull_drains_on_sigterm(stack, lab_data, tmp_path):
     dataset, name = "pull_drained", "pull-drained"
     bigquery_tables.ensure_tables(stack.project, dataset)
-    subscription = topology.ensure(stack.project, name, name)
+    subscription = pubsub.ensure_subscription(stack.project, name, name)[0]
     messages = _publish(stack.project, name, lab_lines(lab_data, "2024-07-06")[:150])
     port, log = free_ports(1)[0], tmp_path / "pull.log"
     command = pull_command(subscription, dataset, port, "--batch-size", "50")
@@ -165,10 +165,10 @@ def test_pull_drains_on_sigterm(stack, lab_data, tmp_path):
 def test_pull_health_follows_the_loop(stack, lab_data, tmp_path):
     dataset, name = "pull_health", "pull-health"
     bigquery_tables.ensure_tables(stack.project, dataset)
-    subscription = topology.ensure(stack.project, name, name)
+    subscription = pubsub.ensure_subscription(stack.project, name, name)[0]
     port, log = free_ports(1)[0], tmp_path / "pull.log"
     command = pull_command(subscription, dataset, port, "--stall-after", "2", *FAST)
-    bigquery = local_stack.status()["bigquery"]["pid"]
+    bigquery = emulators.status()["bigquery"]["pid"]
     with running(command, log, subprocess_env()) as process:
         wait_until(lambda: answers(f"http://127.0.0.1:{port}/"), 30, "the health endpoint")
         # Idle for longer than the stall threshold: still healthy, nothing received.

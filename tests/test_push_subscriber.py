@@ -31,8 +31,7 @@ from subscriber_support import (
     wait_until,
 )
 
-from subscribers import topology
-from transforms import bigquery_tables
+from clickstream.gcp import bigquery_tables, pubsub
 
 AUDIENCE = "https://europe-west1-demo.cloudfunctions.net/clickstream-push"
 ACCOUNT = "clickstream-push-invoker@demo.iam.gserviceaccount.com"
@@ -56,12 +55,14 @@ def test_push_subscription_delivers_every_visit_once(stack, lab_data, tmp_path):
 
     with handler:
         wait_until(lambda: answers(url), 30, "the push handler to listen")
-        subscription = topology.ensure(stack.project, "push-e2e", "push-e2e", push_endpoint=url)
+        subscription = pubsub.ensure_subscription(
+            stack.project, "push-e2e", "push-e2e", "push", url
+        )[0]
         visits = lab_lines(lab_data, "2024-07-01")[:30]
         # The same visits published twice (a publisher's retry) are new messages, one visit.
         payloads = [*visits, ONE_BAD_EVENT, *MALFORMED, *visits[:5]]
         since = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=1)
-        ids = topology.publish(stack.project, payloads, "push-e2e")
+        ids = pubsub.publish(stack.project, payloads, "push-e2e")
         messages = dict(zip(ids, payloads, strict=True))
         expected = expected_rows(messages)
         assert expected["visits"] == 31 and expected["dead_letter"] == len(MALFORMED) + 1

@@ -15,9 +15,10 @@ import jsonschema
 import orjson
 import pytest
 
-import metadata
-from simulator import publisher, visits
-from transforms.visit import parse_visit
+from clickstream.core import contract
+from clickstream.core.visit import parse_visit
+from clickstream.gcp import pubsub
+from clickstream.simulator import publisher, visits
 
 START = datetime.datetime(2024, 7, 1, 9, 0, tzinfo=datetime.UTC)
 PLAN = visits.Plan(600, count=400, seed=11, burst=40, malformed_rate=0.1)
@@ -29,7 +30,7 @@ def sent() -> list[visits.Message]:
 
 
 def test_visits_are_valid_realistic_and_load_without_dead_letters(sent):
-    validator = jsonschema.Draft7Validator(metadata.visit_schema())
+    validator = jsonschema.Draft7Validator(contract.visit_schema())
     user_agents = {ua: device for device, uas in visits.USER_AGENTS.items() for ua in uas}
     purchases = 0
     for index, message in enumerate(m for m in sent if m.kind != "malformed"):
@@ -161,9 +162,11 @@ def _pull_all(subscriber, subscription: str, expected: int, deadline: float) -> 
 def test_publishes_to_the_emulator(stack):
     from google.cloud import pubsub_v1
 
-    client = publisher.publisher_client()
+    client = pubsub.publisher_client()
     topic = f"projects/{stack.project}/topics/simulator-test"
-    assert publisher.ensure_topic(client, topic) and not publisher.ensure_topic(client, topic)
+    assert pubsub.ensure_topic(stack.project, topic) and not pubsub.ensure_topic(
+        stack.project, topic
+    )
     subscription = f"projects/{stack.project}/subscriptions/simulator-test"
     with pubsub_v1.SubscriberClient() as subscriber:
         subscriber.create_subscription(name=subscription, topic=topic)
@@ -182,7 +185,7 @@ def test_publishes_to_the_emulator(stack):
 
 def _cli(*args, **kwargs):
     return subprocess.run(
-        [sys.executable, "-m", "clickstream", *args],
+        [sys.executable, "-m", "clickstream.cli", *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -191,7 +194,7 @@ def _cli(*args, **kwargs):
 
 
 def test_output_file_is_the_batch_migrations_input(stack, tmp_path):
-    from clickstream import migrate
+    from clickstream.pipelines import migration
 
     path = tmp_path / "simulated.jsonl"
     result = _cli(
@@ -203,7 +206,7 @@ def test_output_file_is_the_batch_migrations_input(stack, tmp_path):
     messages = list(visits.messages(expected, START))
     assert path.read_bytes() == b"".join(m.data + b"\n" for m in messages)
     malformed = sum(m.kind == "malformed" for m in messages)
-    report = migrate.migrate(str(path), "simulated")
+    report = migration.migrate(str(path), "simulated")
     assert report["records_read"] == 64
     assert (report["visits_loaded"], report["visits_rejected"]) == (64 - malformed, malformed)
     assert report["events_rejected"] == 0 and report["reconciled"]
@@ -211,7 +214,7 @@ def test_output_file_is_the_batch_migrations_input(stack, tmp_path):
 
 def test_ctrl_c_stops_cleanly_with_a_summary(stack):
     process = subprocess.Popen(
-        [sys.executable, "-m", "clickstream", "simulate", "--topic", "ctrl-c", "--seed", "1"],
+        [sys.executable, "-m", "clickstream.cli", "simulate", "--topic", "ctrl-c", "--seed", "1"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -15,7 +15,8 @@ import uuid
 
 import pytest
 
-from simulator import publisher, visits
+from clickstream.gcp import pubsub
+from clickstream.simulator import publisher, visits
 
 DEADLINE = 120.0  # seconds for the data to arrive once published
 STOP_TIMEOUT = 30.0
@@ -31,7 +32,7 @@ def streaming(tmp_path, *commands: list[str]):
             log = (tmp_path / f"stream-{index}.log").open("w")
             processes.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "clickstream", "stream", *command],
+                    [sys.executable, "-m", "clickstream.cli", "stream", *command],
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
@@ -68,9 +69,8 @@ def wait_for(check, what: str, tmp_path, processes):
 def _subscriptions(project: str, topic: str, *names: str) -> list[str]:
     from google.cloud import pubsub_v1
 
-    client = publisher.publisher_client()
     topic_path = f"projects/{project}/topics/{topic}"
-    publisher.ensure_topic(client, topic_path)
+    pubsub.ensure_topic(project, topic_path)
     paths = [f"projects/{project}/subscriptions/{topic}-{name}" for name in names]
     with pubsub_v1.SubscriberClient() as subscriber:
         for path in paths:
@@ -82,7 +82,7 @@ def test_simulated_visits_reach_bigquery_and_raw_files(stack, tmp_path):
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
-    from transforms import bigquery_tables
+    from clickstream.gcp import bigquery_tables
 
     run = uuid.uuid4().hex[:8]
     bq = bigquery_tables.client()
@@ -148,7 +148,7 @@ def test_dos_drill_the_burst_is_flagged_and_normal_traffic_is_not(stack, tmp_pat
     ) as processes:  # fmt: skip
         began = datetime.datetime.now(datetime.UTC)
         simulate = subprocess.run(
-            [sys.executable, "-m", "clickstream", "simulate", "--topic", f"dos-{run}",
+            [sys.executable, "-m", "clickstream.cli", "simulate", "--topic", f"dos-{run}",
              "--visits-per-minute", "600", "--duration", "24", "--burst", "300",
              "--burst-at", "12", "--seed", "4"],
             capture_output=True, text=True, timeout=120,

@@ -26,10 +26,10 @@ from conftest import free_ports
 from google.cloud import pubsub_v1
 from subscriber_support import answers, running, subprocess_env, wait_until
 
-import pipelines
-from clickstream import local_runner, templates
-from simulator import publisher, visits
-from transforms import bigquery_tables
+from clickstream import pipelines
+from clickstream.gcp import bigquery_tables, pubsub
+from clickstream.pipelines import catalog, local_runner
+from clickstream.simulator import visits
 
 RATE = 2.0  # visits per second
 SOAK_SECONDS = 150  # three minutes of windows and more
@@ -60,7 +60,7 @@ class SteadyPublisher(threading.Thread):
         self.malformed: list[bytes] = []
 
     def run(self):
-        client = publisher.publisher_client()
+        client = pubsub.publisher_client()
         futures, started = [], time.monotonic()
         for index in range(10**9):
             due = started + index / RATE
@@ -103,7 +103,7 @@ def query(sql: str) -> list[tuple]:
 
 
 def clickstream(*args: str) -> list[str]:
-    return [sys.executable, "-m", "clickstream", *args]
+    return [sys.executable, "-m", "clickstream.cli", *args]
 
 
 def stream(name: str, subscription: str, topic: str, *params: str) -> list[str]:
@@ -149,7 +149,7 @@ def test_soak_every_consumer_reconciles_and_minutes_match(stack, tmp_path):
     run = uuid.uuid4().hex[:6]
     topic = f"soak-{run}"
     path = f"projects/{stack.project}/topics/{topic}"
-    publisher.ensure_topic(publisher.publisher_client(), path)
+    pubsub.ensure_topic(stack.project, path)
     datasets = {name: f"soak_{name}_{run}" for name in ("bq", "ppm", "pull", "push")}
     for dataset in datasets.values():
         bigquery_tables.ensure_tables(stack.project, dataset)
@@ -236,7 +236,7 @@ def test_ctrl_c_drains_and_every_acknowledged_message_is_written(stack, tmp_path
     topic, dataset = f"stop-{run}", f"stop_{run}"
     path = f"projects/{stack.project}/topics/{topic}"
     subscription = f"projects/{stack.project}/subscriptions/{topic}-bq"
-    publisher.ensure_topic(publisher.publisher_client(), path)
+    pubsub.ensure_topic(stack.project, path)
     bigquery_tables.ensure_tables(stack.project, dataset)
     log = tmp_path / "stream.log"
     # A long write interval: at the stop, most of what was received is not written yet.
@@ -265,7 +265,7 @@ def test_ctrl_c_drains_and_every_acknowledged_message_is_written(stack, tmp_path
 def test_streaming_specs_default_to_the_publish_time():
     """Messages without attributes (the lab's generator) work with every spec's defaults."""
     for name in pipelines.names():
-        parameters = {p["name"]: p for p in templates.metadata(name)["parameters"]}
+        parameters = {p["name"]: p for p in catalog.metadata(name)["parameters"]}
         if "timestamp_attribute" in parameters:
             assert parameters["timestamp_attribute"]["defaultValue"] == "", name
 
@@ -277,8 +277,8 @@ def test_a_message_without_the_timestamp_attribute_is_refused_as_on_dataflow(sta
     run = uuid.uuid4().hex[:6]
     topic = f"projects/{stack.project}/topics/attr-{run}"
     subscription = f"projects/{stack.project}/subscriptions/attr-{run}"
-    client = publisher.publisher_client()
-    publisher.ensure_topic(client, topic)
+    client = pubsub.publisher_client()
+    pubsub.ensure_topic(stack.project, topic)
     with pubsub_v1.SubscriberClient() as subscriber:
         subscriber.create_subscription(name=subscription, topic=topic, ack_deadline_seconds=10)
         pulls = local_runner._ShortPulls(subscriber, "event_time")

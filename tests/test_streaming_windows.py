@@ -18,9 +18,16 @@ from apache_beam.utils.timestamp import Timestamp
 from apache_beam.utils.windowed_value import PaneInfoTiming
 from apache_beam.yaml import yaml_provider, yaml_transform
 
-import pipelines
-from clickstream import templates
-from transforms import bigquery_sink, dos_log, lateness, page_view_counts, visit, windowed_files
+from clickstream import pipelines
+from clickstream.core import visit
+from clickstream.pipelines import catalog
+from clickstream.transforms import (
+    bigquery_sink,
+    dos_log,
+    lateness,
+    page_view_counts,
+    windowed_files,
+)
 
 T0 = datetime.datetime(2024, 7, 1, 9, 0, tzinfo=datetime.UTC)
 LATENESS = 600
@@ -200,14 +207,17 @@ def visit_json(session: str, *page_views: tuple[float, str]) -> bytes:
 def run_spec(name: str, params: dict, events: test_stream.TestStream) -> None:
     """Run spec ``name`` with the template's parameters on the local streaming runner."""
     given = {"subscription": SUBSCRIPTION, **params}
-    variables = templates.variables(name, given, unchecked=("output",))
-    text = yaml_transform.expand_jinja(pipelines.spec_path(name).read_text(), variables)
+    variables = catalog.variables(name, given, unchecked=("output",))
+    path = pipelines.spec_path(name)
+    text = yaml_transform.expand_jinja(path.read_text(), variables)
     spec = yaml.load(text, Loader=yaml_transform.SafeLineLoader)
     (read,) = [t for t in spec["pipeline"]["transforms"] if t["type"] == "ReadPubSubRecords"]
     read["type"], read["config"] = "Messages", {}
     source = yaml_provider.InlineProvider({"Messages": lambda: _Messages(events)}, ["Messages"])
     with beam.Pipeline(options=streaming()) as p:
-        yaml_transform.expand_pipeline(p, spec, providers={"Messages": [source]})
+        yaml_transform.expand_pipeline(
+            p, spec, providers={"Messages": [source]}, pipeline_path=str(path)
+        )
 
 
 class _SinkOnTestClock(bigquery_sink.WriteToBigQueryTable):
@@ -275,7 +285,7 @@ def test_raw_to_gcs_spec_writes_every_message_to_its_window_file(tmp_path):
 
 
 def _dataset(prefix: str) -> tuple:
-    from transforms import bigquery_tables
+    from clickstream.gcp import bigquery_tables
 
     bq = bigquery_tables.client()
     dataset = f"{prefix}_{uuid.uuid4().hex[:8]}"
@@ -288,7 +298,7 @@ def _rows(bq, sql: str) -> list[tuple]:
 
 
 def test_streaming_to_bigquery_spec_loads_visits_and_dead_letters(stack):
-    from simulator import visits
+    from clickstream.simulator import visits
 
     bq, dataset = _dataset("streamed")
     plan = visits.Plan(600, count=12, seed=7, malformed_rate=0.25)

@@ -20,23 +20,22 @@ from subscriber_support import (
     wait_until,
 )
 
-import metadata
-from clickstream import cli
-from deploy import subscribers as deployment
-from subscribers import topology
-from transforms import bigquery_tables
+from clickstream.cli import main as cli
+from clickstream.core import contract, jsonlines
+from clickstream.deploy import subscribers as deployment
+from clickstream.gcp import bigquery_tables
 
 PROJECT, REGION = "demo-project", "europe-west1"
 
 
 def clickstream(*args: str) -> list[str]:
     """The ``clickstream`` command as a process."""
-    return [sys.executable, "-m", "clickstream", *args]
+    return [sys.executable, "-m", "clickstream.cli", *args]
 
 
 def test_both_subscribers_run_with_one_command_each(stack, lab_data, tmp_path):
     visits = tmp_path / "visits.jsonl"
-    visits.write_bytes(b"\n".join(list(topology.lines([str(lab_data / "*-07-20.jsonl")]))[:20]))
+    visits.write_bytes(b"\n".join(list(jsonlines.read([str(lab_data / "*-07-20.jsonl")]))[:20]))
     for dataset in ("cli_push", "cli_pull"):
         bigquery_tables.ensure_tables(stack.project, dataset)
     push_port, health_port = free_ports(2)
@@ -153,7 +152,7 @@ def test_deploy_push(capsys, tmp_path):
     # Least privilege: the runtime may edit the six tables, not the dataset.
     grants = [shlex.split(line) for line in lines if line.startswith("bq add-iam-policy-binding")]
     tables = {grant[-1] for grant in grants if f"--member=serviceAccount:{runtime}" in grant}
-    assert tables == {f"{PROJECT}:clickstream.{table}" for table in metadata.TABLES}
+    assert tables == {f"{PROJECT}:clickstream.{table}" for table in contract.TABLES}
     assert all("-t" in grant and "--role=roles/bigquery.dataEditor" in grant for grant in grants)
 
 
@@ -209,7 +208,8 @@ def test_staged_code_runs_on_its_own(tmp_path):
     assert {*deployment.RUNTIME_ROOTS, "flask", "google-api-core", "grpcio"} <= names
     # The function's entry point imports from the staged tree alone.
     probe = (
-        "import main, subscribers.push as p, transforms.visit as v, metadata as m; "
+        "import main, clickstream.subscribers.push as p, clickstream.core.visit as v; "
+        "import clickstream.metadata as m; "
         "print(main.receive is p.receive, p.__file__, v.__file__, m.__file__)"
     )
     imported = subprocess.run(
@@ -227,9 +227,10 @@ def test_staged_code_runs_on_its_own(tmp_path):
         members = set(archive.getnames())
     assert {
         "requirements.txt",
-        "subscribers/pull.py",
-        "transforms/visit.py",
-        "metadata/tables/visits.json",
+        "clickstream/subscribers/pull.py",
+        "clickstream/core/visit.py",
+        "clickstream/gcp/warehouse.py",
+        "clickstream/metadata/tables/visits.json",
     } <= members
 
 
@@ -238,7 +239,7 @@ def test_startup_script_runs_what_the_template_configures():
     assert subprocess.run(["bash", "-n", str(deployment.STARTUP_SCRIPT)]).returncode == 0
     for key in ("clickstream-source", "clickstream-subscription", "clickstream-dataset"):
         assert f"instance/attributes/{key}" in script
-    assert "-m subscribers.pull" in script and "--health-host 0.0.0.0" in script
+    assert "-m clickstream.subscribers.pull" in script and "--health-host 0.0.0.0" in script
     assert "KillSignal=SIGTERM" in script and "Restart=always" in script
 
 

@@ -10,8 +10,8 @@ import jinja2
 import jinja2.meta
 import pytest
 
-import pipelines
-from clickstream import template_docs, templates
+from clickstream import pipelines
+from clickstream.pipelines import catalog, template_docs
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILT_INS: set[str] = set()  # jinja variables a spec may use that are not template parameters
@@ -30,13 +30,13 @@ def _spec_variables(name: str) -> set[str]:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_spec_variables_are_the_template_parameters(name):
-    parameters = {p["name"] for p in templates.metadata(name)["parameters"]}
+    parameters = {p["name"] for p in catalog.metadata(name)["parameters"]}
     assert _spec_variables(name) == parameters | BUILT_INS
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_metadata_is_complete(name):
-    meta = templates.metadata(name)
+    meta = catalog.metadata(name)
     assert meta["name"] and meta["description"] and isinstance(meta["streaming"], bool)
     for p in meta["parameters"]:
         assert {"name", "label", "helpText", "isOptional", "paramType", "regexes"} <= set(p), p
@@ -53,33 +53,33 @@ def _examples() -> list:
 def _each_example():
     for name in NAMES:
         for kind in ("valid", "invalid"):
-            for key, values in templates.examples(name)[kind].items():
+            for key, values in catalog.examples(name)[kind].items():
                 for value in values:
                     yield pytest.param(name, kind, key, value, id=f"{name}-{kind}-{key}-{value!r}")
 
 
 @pytest.mark.parametrize(("name", "kind", "key", "value"), _examples())
 def test_regexes_accept_examples_and_reject_bad_values(name, kind, key, value):
-    (parameter,) = [p for p in templates.metadata(name)["parameters"] if p["name"] == key]
+    (parameter,) = [p for p in catalog.metadata(name)["parameters"] if p["name"] == key]
     matches = all(re.fullmatch(regex, value) for regex in parameter["regexes"])
     assert matches == (kind == "valid")
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_every_parameter_has_valid_and_invalid_examples(name):
-    parameters = {p["name"] for p in templates.metadata(name)["parameters"]}
-    assert set(templates.examples(name)["valid"]) == parameters
-    assert set(templates.examples(name)["invalid"]) == parameters
+    parameters = {p["name"] for p in catalog.metadata(name)["parameters"]}
+    assert set(catalog.examples(name)["valid"]) == parameters
+    assert set(catalog.examples(name)["invalid"]) == parameters
 
 
 def test_parameters_are_checked_by_name():
-    with pytest.raises(templates.ParameterError, match=r"'input'.*does not match"):
-        templates.variables("batch_migration", {"input": "/data/visits.jsonl"})
-    with pytest.raises(templates.ParameterError, match="'input' is required"):
-        templates.variables("batch_migration", {})
-    with pytest.raises(templates.ParameterError, match="unknown parameter 'inptu'"):
-        templates.variables("batch_migration", {"input": "gs://bucket/x", "inptu": "x"})
-    assert templates.variables("batch_migration", {"input": "gs://bucket/x"}) == {
+    with pytest.raises(catalog.ParameterError, match=r"'input'.*does not match"):
+        catalog.variables("batch_migration", {"input": "/data/visits.jsonl"})
+    with pytest.raises(catalog.ParameterError, match="'input' is required"):
+        catalog.variables("batch_migration", {})
+    with pytest.raises(catalog.ParameterError, match="unknown parameter 'inptu'"):
+        catalog.variables("batch_migration", {"input": "gs://bucket/x", "inptu": "x"})
+    assert catalog.variables("batch_migration", {"input": "gs://bucket/x"}) == {
         "input": "gs://bucket/x",
         "dataset": "clickstream",
         "dead_letter_table": "",
@@ -88,7 +88,7 @@ def test_parameters_are_checked_by_name():
 
 
 def test_launcher_splits_parameters_from_beam_options():
-    given, beam_args = templates.parse_launcher_args(
+    given, beam_args = catalog.parse_launcher_args(
         "batch_migration",
         ["--input=gs://bucket/v/*.jsonl", "--dataset=d", "--runner=DataflowRunner", "--region=r"],
     )
@@ -136,7 +136,7 @@ def test_generated_docs_are_fresh():
 
 def test_build_dry_run_prints_the_exact_commands():
     result = subprocess.run(
-        [sys.executable, "-m", "clickstream", "template", "build", "--all", "--dry-run",
+        [sys.executable, "-m", "clickstream.cli", "template", "build", "--all", "--dry-run",
          "--project", "my-project", "--region", "europe-west1", "--bucket", "my-bucket"],
         capture_output=True, text=True, timeout=120, check=True,
     )  # fmt: skip
@@ -152,7 +152,10 @@ def test_build_dry_run_prints_the_exact_commands():
 
 def _cli(*args):
     return subprocess.run(
-        [sys.executable, "-m", "clickstream", *args], capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "clickstream.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -164,12 +167,12 @@ def test_run_refuses_a_bad_parameter_before_running(tmp_path):
 
 
 def test_run_on_the_local_stack(stack, lab_data):
-    from clickstream import local_stack
-    from transforms import bigquery_tables
+    from clickstream.gcp import bigquery_tables
+    from clickstream.local import emulators
 
     files = sorted(lab_data.glob("visits-2024-07-0[12].jsonl"))
     visits = sum(len(path.read_text().splitlines()) for path in files)
-    urls = local_stack.upload([str(path) for path in files], "template-run/")
+    urls = emulators.upload([str(path) for path in files], "template-run/")
     assert urls == [f"gs://{stack.project}/template-run/{path.name}" for path in files]
     bigquery_tables.ensure_dataset(bigquery_tables.client(), "templated")
     result = _cli(

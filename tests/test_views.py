@@ -14,8 +14,9 @@ from urllib.parse import urlsplit
 import analyst_datasets
 import pytest
 
-from clickstream import views
-from transforms import bigquery_tables
+from clickstream.cli import views as views_command
+from clickstream.core import contract
+from clickstream.gcp import bigquery_tables, views
 
 VIEW_NAMES = sorted(analyst_datasets.FIXTURE_RESULTS)
 
@@ -35,7 +36,7 @@ def ordered(rows: list[dict]) -> list[dict]:
 
 
 def test_every_view_has_a_file_a_description_and_placeholders():
-    loaded = views.load()
+    loaded = contract.views()
     assert [view.name for view in loaded] == VIEW_NAMES
     for view in loaded:
         assert len(view.description) > 80 and "--" not in view.description
@@ -45,7 +46,7 @@ def test_every_view_has_a_file_a_description_and_placeholders():
 
 def test_a_view_file_without_description_is_refused():
     with pytest.raises(ValueError, match="description"):
-        views.parse("bare", "SELECT 1")
+        contract.parse_view("bare", "SELECT 1")
 
 
 @pytest.mark.parametrize("name", VIEW_NAMES)
@@ -68,7 +69,7 @@ def test_apply_views_is_idempotent_and_replaces_stale_views(stack):
     first = views.apply_views(None, dataset)
     second = views.apply_views(None, dataset)
     assert first == second == [f"{bq.project}.{dataset}.{name}" for name in VIEW_NAMES]
-    for view in views.load():
+    for view in contract.views():
         table = bq.get_table(f"{bq.project}.{dataset}.{view.name}")
         assert (table.table_type, table.description) == ("VIEW", view.description)
     assert view_rows(dataset, "visits_by_device") == []  # the real SQL now, on empty tables
@@ -76,7 +77,7 @@ def test_apply_views_is_idempotent_and_replaces_stale_views(stack):
 
 def test_views_apply_command(stack, capsys):
     parser = argparse.ArgumentParser()
-    views.register(parser.add_subparsers(dest="command"))
+    views_command.register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["views", "apply", "--dataset", "analyst_cli"])
     args.run(args)
     out = capsys.readouterr().out.splitlines()
@@ -88,7 +89,7 @@ def test_views_apply_without_stack_says_how_to_start_it(monkeypatch):
     monkeypatch.setattr(os, "environ", os.environ.copy())  # the command sets emulator variables
     monkeypatch.setenv("CLICKSTREAM_BIGQUERY_PORT", "1")
     parser = argparse.ArgumentParser()
-    views.register(parser.add_subparsers(dest="command"))
+    views_command.register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["views", "apply"])
     with pytest.raises(SystemExit, match="clickstream local up"):
         args.run(args)

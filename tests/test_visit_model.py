@@ -9,8 +9,8 @@ from pathlib import Path
 import nasty_corpus
 import pytest
 
-import metadata
-from transforms.visit import EVENT_TABLES, parse_visit
+from clickstream.core import contract
+from clickstream.core.visit import EVENT_TABLES, parse_visit
 
 VALID = Path(__file__).parent / "fixtures" / "visits" / "valid"
 EVENT_TYPE_OF = {table: kind for kind, table in EVENT_TABLES.items()}
@@ -291,7 +291,7 @@ def test_schema_valid_edge_cases_load_or_dead_letter(event, table, column, value
 def test_dead_letter_rows(payload, level, reason):
     parsed = parse_visit(payload, "visits.jsonl:42")
     [row] = parsed.rows["dead_letter"]
-    assert list(row) == metadata.column_names("dead_letter")
+    assert list(row) == contract.column_names("dead_letter")
     assert (row["level"], row["source"]) == (level, "visits.jsonl:42")
     assert reason in row["reason"]
     assert len(row["dead_letter_id"]) == 32
@@ -308,7 +308,7 @@ def test_rows_have_their_tables_columns(path):
     parsed = parse_visit(path.read_bytes(), f"fixture:{path.name}")
     for table, rows in parsed.rows.items():
         for row in rows:
-            assert list(row) == metadata.column_names(table), table
+            assert list(row) == contract.column_names(table), table
 
 
 # --- the real lab data ------------------------------------------------------------------------

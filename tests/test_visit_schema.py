@@ -11,13 +11,13 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-import metadata
-from transforms.visit import parse_visit
+from clickstream.core import contract
+from clickstream.core.visit import parse_visit
 
 FIXTURES = Path(__file__).parent / "fixtures" / "visits"
 VALID = sorted(FIXTURES.glob("valid/*.json"))
 INVALID = sorted(FIXTURES.glob("invalid/*.json"))
-VALIDATOR = jsonschema.Draft7Validator(metadata.visit_schema())
+VALIDATOR = jsonschema.Draft7Validator(contract.visit_schema())
 
 
 def schema_errors(visit: object) -> list[str]:
@@ -37,7 +37,7 @@ def test_fixtures_exist():
 
 
 def test_schema_is_valid_draft_07():
-    jsonschema.Draft7Validator.check_schema(metadata.visit_schema())
+    jsonschema.Draft7Validator.check_schema(contract.visit_schema())
 
 
 @pytest.mark.parametrize("path", VALID, ids=lambda path: path.stem)

@@ -1,1 +1,2 @@
-"""The Python that the Beam YAML specs in pipelines/ call, and the visit model the rest reuses."""
+"""The Beam transforms the YAML specs of ``pipelines/`` call (listed in
+``pipelines/providers.yaml``); each transform's docstring is its user documentation."""

@@ -17,8 +17,8 @@ from apache_beam.transforms.window import GlobalWindows
 from apache_beam.utils.windowed_value import WindowedValue
 from google.cloud import bigquery
 
-import metadata
-from transforms import bigquery_tables
+from clickstream.core import contract, names
+from clickstream.gcp import bigquery_tables
 
 _LOG = logging.getLogger(__name__)
 ROWS_PER_WRITE = 10_000  # streaming: rows per staging table and merge, at most
@@ -77,9 +77,9 @@ class _Target:
         job.result()
         inserted = job.num_dml_affected_rows or 0
         self.client.delete_table(staging, not_found_ok=True)
-        beam.metrics.Metrics.counter("clickstream", f"{self.ref.table_id}.rows_inserted").inc(
-            inserted
-        )
+        beam.metrics.Metrics.counter(
+            names.COUNTER_NAMESPACE, f"{self.ref.table_id}.rows_inserted"
+        ).inc(inserted)
         _LOG.info("%s: %d rows written, %d new or updated", self.table_id, staged, inserted)
         return beam.Row(table=self.table_id, rows_written=staged, rows_inserted=inserted)
 
@@ -218,7 +218,7 @@ class WriteToBigQueryTable(beam.PTransform):
         self.version_column = version_column or None
         self.triggering_frequency = int(triggering_frequency)
         bigquery_tables.table_ref(table, project or "project")  # fail early on a bad name
-        columns = metadata.column_names(self.schema)
+        columns = contract.column_names(self.schema)
         if not 1 <= batch_size <= 10_000:
             raise ValueError(f"batch_size must be between 1 and 10000, not {batch_size}")
         if self.version_column and self.version_column not in columns:

@@ -7,7 +7,7 @@ import threading
 import apache_beam as beam
 import orjson
 
-from transforms.page_view_counts import ALL_PAGES
+from clickstream.transforms.page_view_counts import ALL_PAGES
 
 _STDOUT = threading.Lock()
 

@@ -32,7 +32,7 @@ from apache_beam.transforms import trigger, userstate, window
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.utils.timestamp import Duration, Timestamp
 
-from transforms import visit
+from clickstream.core import names, visit
 
 GRACE = 60  # seconds a window outlives its gate
 _MICROS = 1_000_000
@@ -52,7 +52,7 @@ class _Gate(beam.DoFn):
         self.close_after = (window_seconds + allowed_lateness_seconds) * _MICROS
 
     def setup(self):
-        self.too_late = beam.metrics.Metrics.counter("clickstream", "too_late")
+        self.too_late = beam.metrics.Metrics.counter(names.COUNTER_NAMESPACE, "too_late")
 
     def process(self, keyed, status=_STATUS, close=_CLOSE):
         start, element = keyed
@@ -89,7 +89,7 @@ def event_time(text: str) -> Timestamp:
 
 
 def _at_arrival(element):
-    beam.metrics.Metrics.counter("clickstream", "too_late_retimed").inc()
+    beam.metrics.Metrics.counter(names.COUNTER_NAMESPACE, "too_late_retimed").inc()
     return window.TimestampedValue(element, Timestamp.now())
 
 

@@ -4,7 +4,8 @@ import apache_beam as beam
 import orjson
 from apache_beam.utils.windowed_value import PaneInfoTiming
 
-from transforms import lateness, visit
+from clickstream.core import visit
+from clickstream.transforms import lateness
 
 ALL_PAGES = "*"  # the page_path of a window's site-wide total
 

@@ -3,8 +3,7 @@
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-import metadata
-from transforms import visit
+from clickstream.core import contract, names, visit
 
 _COUNTERS = (
     "visits_accepted",
@@ -18,7 +17,7 @@ _COUNTERS = (
 
 class _Parse(beam.DoFn):
     def setup(self):
-        self.counters = {name: Metrics.counter("clickstream", name) for name in _COUNTERS}
+        self.counters = {name: Metrics.counter(names.COUNTER_NAMESPACE, name) for name in _COUNTERS}
 
     def process(self, record):
         parsed = visit.parse_visit(record.payload, getattr(record, "source", None) or "unknown")
@@ -59,6 +58,6 @@ class ParseVisits(beam.PTransform):
     """
 
     def expand(self, pcoll):
-        others = [name for name in metadata.TABLES if name != "visits"]
+        others = [name for name in contract.TABLES if name != "visits"]
         outputs = pcoll | "Parse" >> beam.ParDo(_Parse()).with_outputs(*others, main="visits")
-        return {name: outputs[name] for name in metadata.TABLES}
+        return {name: outputs[name] for name in contract.TABLES}

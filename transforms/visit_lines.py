@@ -7,23 +7,21 @@ from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from clickstream.core import jsonlines, names
+
 _LOG = logging.getLogger(__name__)
 
 
 def _records(readable: fileio.ReadableFile):
-    """Rows (payload, "path:line"), one per non-blank line, without byte order mark or CRLF."""
+    """Rows (payload, "path:line"), one per record of the file (``core.jsonlines``)."""
     path = readable.metadata.path
     count = 0
     with readable.open(compression_type=CompressionTypes.AUTO) as handle:
-        for number, line in enumerate(handle, start=1):
-            if number == 1 and line.startswith(b"\xef\xbb\xbf"):
-                line = line[3:]
-            line = line.rstrip(b"\r\n")
-            if line.strip():
-                count += 1
-                yield beam.Row(payload=line, source=f"{path}:{number}")
-    beam.metrics.Metrics.counter("clickstream", "records_read").inc(count)
-    beam.metrics.Metrics.counter("clickstream", "files_read").inc()
+        for number, record in jsonlines.records(handle):
+            count += 1
+            yield beam.Row(payload=record, source=f"{path}:{number}")
+    beam.metrics.Metrics.counter(names.COUNTER_NAMESPACE, "records_read").inc(count)
+    beam.metrics.Metrics.counter(names.COUNTER_NAMESPACE, "files_read").inc()
     _LOG.info("read %s: %d records", path, count)
 
 

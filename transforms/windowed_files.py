@@ -6,7 +6,8 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.utils.windowed_value import PaneInfoTiming
 
-from transforms import lateness
+from clickstream.core import names
+from clickstream.transforms import lateness
 
 
 def line(payload: bytes | str) -> bytes:
@@ -40,7 +41,7 @@ class _WriteFile(beam.DoFn):
             for data in lines:
                 out.write(data + b"\n")
                 records += 1
-        beam.metrics.Metrics.counter("clickstream", "raw_records_written").inc(records)
+        beam.metrics.Metrics.counter(names.COUNTER_NAMESPACE, "raw_records_written").inc(records)
         yield beam.Row(
             file=path,
             window_start=lateness.iso(window.start),

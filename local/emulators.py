@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from clickstream.core import names
+
 HOST = "127.0.0.1"
 PUBSUB_EMULATOR = Path(
     "/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator"
@@ -78,7 +80,7 @@ def settings() -> Settings:
     """The stack's settings, read from the environment (see the module docstring)."""
     env = os.environ.get
     return Settings(
-        project=env("CLICKSTREAM_PROJECT", "clickstream-local"),
+        project=env("CLICKSTREAM_PROJECT", names.LOCAL_PROJECT),
         pubsub_port=int(env("CLICKSTREAM_PUBSUB_PORT", "8085")),
         bigquery_port=int(env("CLICKSTREAM_BIGQUERY_PORT", "9050")),
         bigquery_grpc_port=int(env("CLICKSTREAM_BIGQUERY_GRPC_PORT", "9060")),
@@ -127,7 +129,7 @@ def emulators(s: Settings) -> list[Emulator]:
             "metadata",
             (s.metadata_port,),
             (
-                *(sys.executable, "-m", "clickstream.metadata_server", "--host", HOST),
+                *(sys.executable, "-m", "clickstream.local.metadata_server", "--host", HOST),
                 *("--port", str(s.metadata_port), "--project", s.project),
             ),
             SETUP_HINT,
@@ -150,7 +152,7 @@ def emulator_env() -> dict[str, str]:
     }
 
 
-def up(dataset: str = "clickstream") -> None:
+def up(dataset: str = names.DATASET) -> None:
     """Start the emulators that are not running, wait until they answer, then create the bucket
     (named after the project), the dataset and its tables. Idempotent. Also sets
     ``emulator_env()`` in ``os.environ``."""
@@ -166,12 +168,10 @@ def up(dataset: str = "clickstream") -> None:
     os.environ.update(emulator_env())
     _ensure_bucket(s)
     print(f"{'storage':<8} bucket gs://{s.project} ready")
-    from transforms import bigquery_tables  # heavy import, only needed here
+    from clickstream.gcp import bigquery_tables, views  # heavy imports, only needed here
 
     tables = bigquery_tables.ensure_tables(s.project, dataset)
     print(f"{'bigquery':<8} dataset {s.project}.{dataset} ready ({len(tables)} tables)")
-    from clickstream import views
-
     applied = views.apply_views(s.project, dataset)
     print(f"{'bigquery':<8} views of {s.project}.{dataset} ready ({len(applied)} views)")
 

@@ -1,4 +1,4 @@
-"""``clickstream dashboard``: the lab's dashboard and realtime page, and a Looker Studio link.
+"""The lab's dashboard and realtime page (``clickstream dashboard``), and a Looker Studio link.
 
 The dashboard (``/``) draws the four Task 1.3 charts (visits by page, most popular items, sales
 by category, visits by device type); the realtime page (``/realtime``, Task 3) shows clicks by page
@@ -11,12 +11,10 @@ nothing is fetched from the internet at view time.
 are the same views in BigQuery.
 """
 
-import argparse
 import datetime
 import functools
 import json
 import logging
-import sys
 from dataclasses import dataclass
 from decimal import Decimal
 from http import HTTPStatus
@@ -26,8 +24,8 @@ from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from plotly.utils import PlotlyJSONEncoder
 
-from clickstream import views
-from clickstream.dashboard_charts import (
+from clickstream.core import contract
+from clickstream.dashboard.charts import (
     TOP_ITEMS,
     clicks_by_page_chart,
     page_views_per_minute_chart,
@@ -38,7 +36,7 @@ from clickstream.dashboard_charts import (
 )
 
 LOG = logging.getLogger(__name__)
-ASSETS = resources.files("clickstream").joinpath("dashboard_assets")
+ASSETS = resources.files("clickstream.dashboard").joinpath("assets")
 ASSET_ROUTES = {
     "/": "index.html",
     "/realtime": "realtime.html",
@@ -97,7 +95,7 @@ class Source:
         from google.api_core.exceptions import NotFound
 
         missing = []
-        for view in views.load():
+        for view in contract.views():
             try:
                 self.bq.get_table(f"{self.name}.{view.name}")
             except NotFound:
@@ -316,110 +314,3 @@ def plotly_js() -> bytes:
     from plotly.offline import get_plotlyjs
 
     return get_plotlyjs().encode()
-
-
-# The command
-
-
-def register(commands) -> None:
-    """Add ``dashboard`` to the ``clickstream`` command's subcommands."""
-    from clickstream.cli import DEFAULT_DATASET
-
-    parser = commands.add_parser(
-        "dashboard",
-        help="serve the dashboard and realtime page, or print a Looker Studio link",
-        description="Serves the lab's dashboard (visits by page, most popular items, sales by "
-        "category, visits by device type) at / and a realtime page (clicks by page, page views "
-        "per minute; refreshes by itself) at /realtime, from the analyst views of the local "
-        "stack or, with --project, BigQuery. Works offline. With --looker-link it prints a "
-        "Looker Studio URL that creates a report on the views instead.",
-    )
-    parser.add_argument("--project", help="Google Cloud project (default: the local stack)")
-    parser.add_argument("--dataset", default=DEFAULT_DATASET, help="BigQuery dataset")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--port", type=int, default=8050, help="port to listen on (8050)")
-    parser.add_argument(
-        "--clock",
-        choices=CLOCKS,
-        default="now",
-        help="where the realtime window ends: now (a live stream), or latest: the latest "
-        "minute with page views in the data (replaying past data, such as the lab's 2024 files)",
-    )
-    parser.add_argument(
-        "--minutes",
-        type=_minutes,
-        default=60,
-        help="realtime window in minutes (60; the page's ?minutes=N overrides it)",
-    )
-    parser.add_argument(
-        "--refresh", type=int, default=10, help="seconds between realtime refreshes (10)"
-    )
-    parser.add_argument(
-        "--looker-link",
-        action="store_true",
-        help="print a Looker Studio Linking API URL that creates a report on the views in "
-        "--project and --dataset, and exit",
-    )
-    parser.add_argument(
-        "--report-id",
-        help="with --looker-link: a template report to copy; its data sources ds0..ds4 are "
-        "replaced by the views (default: a blank report)",
-    )
-    parser.set_defaults(run=_run)
-
-
-def _minutes(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= MAX_MINUTES:
-        raise argparse.ArgumentTypeError(f"a whole number from 1 to {MAX_MINUTES}")
-    return int(text)
-
-
-def _run(args: argparse.Namespace) -> None:
-    if args.looker_link:
-        _print_looker_link(args)
-    else:
-        _serve(args)
-
-
-def _print_looker_link(args: argparse.Namespace) -> None:
-    if args.project is None:
-        raise SystemExit(
-            "error: --looker-link needs --project: Looker Studio reads BigQuery in Google "
-            "Cloud, not the local emulator"
-        )
-    print(looker_link(args.project, args.dataset, args.report_id))
-    report = f"a copy of report {args.report_id}" if args.report_id else "a blank report"
-    print(f"Opens Looker Studio with {report} and these BigQuery data sources:", file=sys.stderr)
-    for index, name in enumerate(LOOKER_DATA_SOURCES):
-        print(f"  ds{index}  {args.project}.{args.dataset}.{name}", file=sys.stderr)
-
-
-def _serve(args: argparse.Namespace) -> None:
-    from clickstream.cli import use_local_stack
-    from transforms import bigquery_tables
-
-    if args.project is None:
-        use_local_stack()
-    source = Source(bigquery_tables.client(args.project), args.dataset)
-    missing = source.missing_views()
-    if missing:
-        where = f" --project {args.project}" if args.project else ""
-        raise SystemExit(
-            f"error: {source.name} lacks the views {', '.join(missing)}; create them with "
-            f"`clickstream views apply{where} --dataset {args.dataset}`"
-        )
-    settings = Settings(source, args.clock, args.minutes, args.refresh)
-    try:
-        server = DashboardServer((args.host, args.port), settings)
-    except OSError as error:
-        raise SystemExit(
-            f"error: cannot listen on {args.host}:{args.port} ({error.strerror}); "
-            "choose another --port"
-        ) from None
-    with server:
-        print(f"Dashboard of {source.name} on {server.url}")
-        print(f"Realtime page on {server.url}realtime (clock: {args.clock}); Ctrl-C stops")
-        try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            print("stopped")

@@ -11,7 +11,7 @@ import os
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
-import metadata
+from clickstream.core import contract
 
 EMULATOR_ENV = "BIGQUERY_EMULATOR_HOST"
 STAGING_LIFETIME = datetime.timedelta(days=1)  # a failed run's staging table removes itself
@@ -43,8 +43,8 @@ def table_ref(table: str, project: str) -> bigquery.TableReference:
 
 
 def table_resource(ref: bigquery.TableReference, schema_name: str) -> bigquery.Table:
-    """A Table built from the metadata definition ``schema_name`` (see ``metadata.TABLES``)."""
-    definition = metadata.table(schema_name)
+    """A Table built from the metadata definition ``schema_name`` (see ``contract.TABLES``)."""
+    definition = contract.table(schema_name)
     return bigquery.Table.from_api_repr(
         {
             "tableReference": ref.to_api_repr(),
@@ -70,7 +70,7 @@ def ensure_tables(project: str, dataset: str, location: str | None = None) -> li
     bq = client(project)
     ensure_dataset(bq, dataset, location)
     ids = []
-    for name in metadata.TABLES:
+    for name in contract.TABLES:
         ref = bigquery.TableReference(bigquery.DatasetReference(bq.project, dataset), name)
         create_table(bq, ref, name)
         ids.append(f"{ref.project}.{ref.dataset_id}.{ref.table_id}")
@@ -100,8 +100,8 @@ def merge_statement(
     staged rows on the key first), so repeated or redelivered rows never duplicate. With
     ``version_column``, the staged row with the highest version wins, and it also replaces a
     target row of the same key whose version is lower."""
-    key = metadata.primary_key(schema_name)
-    columns = metadata.column_names(schema_name)
+    key = contract.primary_key(schema_name)
+    columns = contract.column_names(schema_name)
     listed = ", ".join(f"`{c}`" for c in columns)
     on = " AND ".join(f"T.`{c}` = S.`{c}`" for c in key)
     values = ", ".join(f"S.`{c}`" for c in columns)

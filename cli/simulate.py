@@ -7,16 +7,12 @@ import sys
 import threading
 from pathlib import Path
 
-TOPIC = "visits"
-
-
-def topic_path(project: str, topic: str) -> str:
-    """``topic`` as projects/P/topics/T (a full path is kept as given)."""
-    return topic if topic.startswith("projects/") else f"projects/{project}/topics/{topic}"
+from clickstream.cli.local import use_local_stack
+from clickstream.core import names
 
 
 def _start(text: str | None) -> datetime.datetime | None:
-    from transforms.visit import parse_timestamp
+    from clickstream.core.visit import parse_timestamp
 
     try:
         return parse_timestamp(text) if text else None
@@ -60,7 +56,7 @@ def _summary(report, published: bool) -> None:
 def _simulate(args: argparse.Namespace) -> None:
     import random
 
-    from simulator import publisher, visits
+    from clickstream.simulator import publisher, visits
 
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
     try:
@@ -81,18 +77,16 @@ def _simulate(args: argparse.Namespace) -> None:
     project = args.project
     client = None
     if project is None:
-        from clickstream import local_stack
-        from clickstream.cli import use_local_stack
+        from clickstream.gcp import pubsub
 
-        use_local_stack()
-        project = local_stack.settings().project
-        client = publisher.publisher_client()
-        if publisher.ensure_topic(client, topic_path(project, args.topic)):
-            print(f"created topic {topic_path(project, args.topic)} on the local stack")
+        project = use_local_stack()
+        client = pubsub.publisher_client()
+        if pubsub.ensure_topic(project, args.topic):
+            print(f"created topic {names.topic_path(project, args.topic)} on the local stack")
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    topic = topic_path(project, args.topic)
+    topic = names.topic_path(project, args.topic)
     what = "until stopped" if plan.total is None else f"{plan.total:,} visits"
     print(f"publishing {what} at {plan.visits_per_minute:,.1f}/min to {topic}; Ctrl-C stops")
     report = publisher.publish(
@@ -116,7 +110,9 @@ def register(commands) -> None:
         "the visit's start in its event_time attribute. The same --seed (and --start) gives "
         "the same visits. Ctrl-C stops cleanly; the summary gives the achieved rate.",
     )
-    simulate.add_argument("--topic", default=TOPIC, help="topic name or path (default: visits)")
+    simulate.add_argument(
+        "--topic", default=names.TOPIC, help=f"topic name or path (default: {names.TOPIC})"
+    )
     simulate.add_argument("--project", help="Google Cloud project (default: the local stack)")
     simulate.add_argument(
         "--visits-per-minute", type=float, default=60.0, help="steady rate (default: 60)"

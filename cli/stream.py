@@ -4,31 +4,13 @@ import argparse
 import signal
 import threading
 
-from clickstream import template_commands
+from clickstream.cli import template
+from clickstream.cli.local import use_local_stack
+from clickstream.core import names
 
 LOCAL_RUNNER = ("--runner=BundleBasedDirectRunner", "--streaming")
 DRAIN_TIMEOUT = 300.0  # seconds a drain may take to write what was received
 CANCEL_WAIT = 5.0  # seconds for the runner's threads to stop after a cancel
-
-
-def ensure_subscription(subscription: str, topic: str) -> bool:
-    """Create ``subscription`` (projects/P/subscriptions/S) on the topic ``topic`` of the same
-    project, and the topic, unless they exist; True if the subscription was created."""
-    from google.api_core.exceptions import AlreadyExists
-    from google.cloud import pubsub_v1
-
-    from simulator import cli as simulator_cli
-    from simulator import publisher
-
-    project = subscription.split("/")[1]
-    topic_path = simulator_cli.topic_path(project, topic)
-    publisher.ensure_topic(pubsub_v1.PublisherClient(), topic_path)
-    with pubsub_v1.SubscriberClient() as subscriber:
-        try:
-            subscriber.create_subscription(name=subscription, topic=topic_path)
-        except AlreadyExists:
-            return False
-    return True
 
 
 def _until_stopped(result) -> BaseException | None:
@@ -37,7 +19,7 @@ def _until_stopped(result) -> BaseException | None:
     any."""
     from apache_beam.runners.runner import PipelineState
 
-    from clickstream import local_runner
+    from clickstream.pipelines import local_runner
 
     done, stop, failure = threading.Event(), threading.Event(), []
 
@@ -76,27 +58,29 @@ def _until_stopped(result) -> BaseException | None:
 
 
 def _stream(args: argparse.Namespace) -> None:
-    from clickstream import local_runner, templates
-    from clickstream.cli import use_local_stack
+    from clickstream.gcp import pubsub
+    from clickstream.pipelines import catalog, local_runner
 
     try:
-        if not templates.metadata(args.name).get("streaming"):
+        if not catalog.metadata(args.name).get("streaming"):
             raise SystemExit(
                 f"error: {args.name} is a batch template: `clickstream template run {args.name}`"
             )
         # Locally, files may also go to a local directory.
-        given = template_commands.parameters(args.param)
-        variables = templates.variables(args.name, given, unchecked=("output",))
-    except (templates.ParameterError, FileNotFoundError) as error:
+        given = template.parameters(args.param)
+        variables = catalog.variables(args.name, given, unchecked=("output",))
+    except (catalog.ParameterError, FileNotFoundError) as error:
         raise SystemExit(f"error: {error}") from None
     use_local_stack()
-    if ensure_subscription(variables["subscription"], args.topic):
-        print(f"created subscription {variables['subscription']} to topic {args.topic}")
+    subscription = variables["subscription"]
+    project = subscription.split("/")[1]
+    if pubsub.ensure_subscription(project, subscription, args.topic, "dataflow")[1]:
+        print(f"created subscription {subscription} to topic {args.topic}")
     beam_args = args.beam_args
     if not any(arg.startswith("--runner") for arg in beam_args):
         beam_args = [*LOCAL_RUNNER, *beam_args]
     local_runner.install()
-    result = templates.build_pipeline(args.name, variables, beam_args).run()
+    result = catalog.build_pipeline(args.name, variables, beam_args).run()
     shown = ", ".join(f"{k}={v!r}" for k, v in variables.items())
     print(f"streaming {args.name} on the local stack with {shown}; Ctrl-C drains", flush=True)
     failure = _until_stopped(result)
@@ -122,7 +106,7 @@ def register(commands) -> None:
     )
     stream.add_argument("name", help="streaming template, e.g. streaming_to_bigquery")
     stream.add_argument(
-        "--topic", default="visits", help="topic of a subscription to create (default: visits)"
+        "--topic", default=names.TOPIC, help=f"topic of a subscription to create ({names.TOPIC})"
     )
-    template_commands.add_parameter_arguments(stream)
+    template.add_parameter_arguments(stream)
     stream.set_defaults(run=_stream)

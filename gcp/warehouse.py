@@ -31,9 +31,9 @@ from google.api_core import exceptions as api_exceptions
 from google.cloud import bigquery
 from google.cloud.bigquery.retry import DEFAULT_RETRY
 
-import metadata
-from transforms import bigquery_tables
-from transforms.visit import ParsedRecord
+from clickstream.core import contract
+from clickstream.core.visit import ParsedRecord
+from clickstream.gcp import bigquery_tables
 
 CHILD_TABLES = ("dead_letter", "page_views", "cart_adds", "purchases", "purchase_items")
 WRITE_ORDER = (*CHILD_TABLES, "visits")  # children together, then visits
@@ -72,12 +72,12 @@ def is_transient(error: BaseException) -> bool:
 
 def row_key(table: str, row: dict) -> str:
     """A row's primary key as text, e.g. ``'<visit_id>/3'`` for ``(visit_id, event_index)``."""
-    return KEY_SEPARATOR.join(str(row[column]) for column in metadata.primary_key(table))
+    return KEY_SEPARATOR.join(str(row[column]) for column in contract.primary_key(table))
 
 
 def key_sql(table: str) -> str:
     """SQL for the same text as ``row_key``."""
-    parts = [f"CAST(`{column}` AS STRING)" for column in metadata.primary_key(table)]
+    parts = [f"CAST(`{column}` AS STRING)" for column in contract.primary_key(table)]
     separator = f", '{KEY_SEPARATOR}', "
     return f"CONCAT({separator.join(parts)})"
 
@@ -85,7 +85,7 @@ def key_sql(table: str) -> str:
 def _partition_filter(table: str, rows: list[dict], params: list) -> str:
     """`` AND (...)`` keeping the lookup to the partitions of ``rows`` (partitioning columns are
     TIMESTAMPs, see metadata/tables); empty for ingestion-time partitioning."""
-    column = metadata.table(table)["timePartitioning"].get("field")
+    column = contract.table(table)["timePartitioning"].get("field")
     if not column:
         return ""
     moments = [datetime.datetime.fromisoformat(row[column]) for row in rows if row[column]]
@@ -185,7 +185,7 @@ class Warehouse:
         for table, table_rows in rows.items():
             if not table_rows:
                 continue
-            first = metadata.primary_key(table)[0]  # a STRING in every table
+            first = contract.primary_key(table)[0]  # a STRING in every table
             values = sorted({row[first] for row in table_rows.values()})
             params.append(bigquery.ArrayQueryParameter(f"{table}_keys", "STRING", values))
             where = _partition_filter(table, list(table_rows.values()), params)

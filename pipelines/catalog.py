@@ -11,14 +11,13 @@ local stack (``clickstream template run``).
 import argparse
 import json
 import re
-import shlex
-from importlib import resources
 
 import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.yaml import main as yaml_main
 
-import pipelines
+from clickstream import pipelines
+from clickstream.core import contract, names
 
 IMAGE_NAME = "clickstream-{name}"  # one image per template, built from templates/Dockerfile
 
@@ -30,16 +29,14 @@ class ParameterError(ValueError):
 def metadata(name: str) -> dict:
     """The Dataflow template metadata of the spec ``name``."""
     pipelines.spec_path(name)  # a clear error for an unknown spec
-    source = resources.files("metadata").joinpath(f"{name}.json")
-    if not source.is_file():
+    if not contract.has_file(f"{name}.json"):
         raise FileNotFoundError(f"spec {name!r} has no template metadata metadata/{name}.json")
-    return json.loads(source.read_text(encoding="utf-8"))
+    return contract.read_json(f"{name}.json")
 
 
 def examples(name: str) -> dict:
     """Documented valid and invalid example values of each parameter of template ``name``."""
-    source = resources.files("metadata").joinpath("template_examples.json")
-    return json.loads(source.read_text(encoding="utf-8"))[name]
+    return contract.read_json("template_examples.json")[name]
 
 
 def variables(name: str, given: dict[str, str], unchecked: tuple[str, ...] = ()) -> dict[str, str]:
@@ -98,7 +95,7 @@ def run_and_wait(name: str, jinja_variables: dict, beam_args: list[str]) -> dict
     result = build_pipeline(name, jinja_variables, beam_args).run()
     result.wait_until_finish()
     counters: dict[str, int] = {}
-    query = result.metrics().query(MetricsFilter().with_namespace("clickstream"))
+    query = result.metrics().query(MetricsFilter().with_namespace(names.COUNTER_NAMESPACE))
     for counter in query["counters"]:
         key = counter.key.metric.name
         counters[key] = counters.get(key, 0) + (counter.committed or counter.attempted or 0)
@@ -173,11 +170,6 @@ def run_command(
         command += ["--parameters", f"{key}={value}"]
     target = image(name, project, region, repository, tag)
     return [*command, "--parameters", f"sdk_container_image={target}"]
-
-
-def shell(command: list[str]) -> str:
-    """A command as one shell line; a part with $(...) is left for the shell to expand."""
-    return " ".join(f'"{part}"' if "$(" in part else shlex.quote(part) for part in command)
 
 
 def example_parameters(name: str) -> dict[str, str]:

@@ -5,7 +5,7 @@ retries for about 20 s before going anonymous) finds Application Default Credent
 metadata server when ``GCE_METADATA_HOST`` points here. It hands out a dummy token and the local
 project: enough for unchanged clients to talk to the emulators, and useless anywhere else.
 
-Run: ``python -m clickstream.metadata_server --port 8089 --project clickstream-local``.
+Run: ``python -m clickstream.local.metadata_server --port 8089 --project clickstream-local``.
 """
 
 import argparse
@@ -13,7 +13,9 @@ import json
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-ACCOUNT = "local@clickstream-local.iam.gserviceaccount.com"
+from clickstream.core import names
+
+ACCOUNT = f"local@{names.LOCAL_PROJECT}.iam.gserviceaccount.com"
 SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
 
 
@@ -65,7 +67,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8089)
-    parser.add_argument("--project", default="clickstream-local")
+    parser.add_argument("--project", default=names.LOCAL_PROJECT)
     args = parser.parse_args()
     ThreadingHTTPServer((args.host, args.port), handler(args.project)).serve_forever()
 

@@ -3,9 +3,11 @@
 import argparse
 import subprocess
 
-import pipelines
+from clickstream import pipelines
+from clickstream.cli.local import use_local_stack
+from clickstream.core import shell
 
-# clickstream.templates imports Beam (seconds); the handlers import it when they run.
+# clickstream.pipelines.catalog imports Beam (seconds); the handlers import it when they run.
 
 
 def parameters(pairs: list[str]) -> dict[str, str]:
@@ -20,23 +22,22 @@ def parameters(pairs: list[str]) -> dict[str, str]:
 
 
 def _list(args: argparse.Namespace) -> None:
-    from clickstream import templates
+    from clickstream.pipelines import catalog
 
     for name in pipelines.names():
-        meta = templates.metadata(name)
+        meta = catalog.metadata(name)
         kind = "streaming" if meta.get("streaming") else "batch"
         print(f"{name:<24}{kind:<11}{meta['name']}")
 
 
 def _run(args: argparse.Namespace) -> None:
-    from clickstream import templates
-    from clickstream.cli import use_local_stack
+    from clickstream.pipelines import catalog
 
     try:
-        variables = templates.variables(args.name, parameters(args.param))
-    except (templates.ParameterError, FileNotFoundError) as error:
+        variables = catalog.variables(args.name, parameters(args.param))
+    except (catalog.ParameterError, FileNotFoundError) as error:
         raise SystemExit(f"error: {error}") from None
-    if templates.metadata(args.name).get("streaming"):
+    if catalog.metadata(args.name).get("streaming"):
         raise SystemExit(
             f"error: {args.name} is a streaming template: `clickstream stream {args.name}`"
         )
@@ -45,14 +46,14 @@ def _run(args: argparse.Namespace) -> None:
         f"running {args.name} on the local stack with "
         + ", ".join(f"{k}={v!r}" for k, v in variables.items())
     )
-    counters = templates.run_and_wait(args.name, variables, args.beam_args)
+    counters = catalog.run_and_wait(args.name, variables, args.beam_args)
     print(f"\n{args.name} finished")
     for key in sorted(counters):
         print(f"  {key:<32}{counters[key]:>10,}")
 
 
 def _build(args: argparse.Namespace) -> None:
-    from clickstream import templates
+    from clickstream.pipelines import catalog
 
     names = pipelines.names() if args.all else [args.name]
     if not names[0]:
@@ -60,21 +61,21 @@ def _build(args: argparse.Namespace) -> None:
     where = (args.project, args.region, args.bucket, args.repository, args.tag)
     for name in names:
         try:
-            templates.metadata(name)
+            catalog.metadata(name)
         except FileNotFoundError as error:
             raise SystemExit(f"error: {error}") from None
         print(f"# {name}: build the image, then the template file")
-        for command in templates.build_commands(name, *where):
-            print(templates.shell(command))
+        for command in catalog.build_commands(name, *where):
+            print(shell.line(command))
             if not args.dry_run:
                 subprocess.run(command, check=True)
         print(f"# {name}: run it (example parameters; see docs/templates/{name}.md)")
-        example = templates.example_parameters(name)
-        print(templates.shell(templates.run_command(name, *where, example)) + "\n")
+        example = catalog.example_parameters(name)
+        print(shell.line(catalog.run_command(name, *where, example)) + "\n")
 
 
 def _docs(args: argparse.Namespace) -> None:
-    from clickstream import template_docs
+    from clickstream.pipelines import template_docs
 
     stale = template_docs.write(check=args.check)
     if args.check and stale:

@@ -3,9 +3,10 @@
 import logging
 import time
 
-import metadata
-from clickstream import templates
-from transforms import bigquery_tables, visit, visit_lines
+from clickstream.core import contract, visit
+from clickstream.gcp import bigquery_tables
+from clickstream.pipelines import catalog
+from clickstream.transforms import visit_lines
 
 
 class MigrationError(RuntimeError):
@@ -23,7 +24,7 @@ def build_report(counters: dict[str, int], tables: dict[str, int], seconds: floa
         "events_in_loaded_visits": counters.get("events_in_loaded_visits", 0),
         "events_by_type": {kind: counters.get(kind, 0) for kind in visit.EVENT_TABLES},
         "rows_inserted": {
-            name: counters.get(f"{name}.rows_inserted", 0) for name in metadata.TABLES
+            name: counters.get(f"{name}.rows_inserted", 0) for name in contract.TABLES
         },
         "tables": tables,
         "files_read": counters.get("files_read", 0),
@@ -59,12 +60,12 @@ def migrate(
     if dead_letter_table:
         given["dead_letter_table"] = dead_letter_table
     # Unlike the template (Cloud Storage only), migrate also reads local files.
-    variables = templates.variables("batch_migration", given, unchecked=("input",))
+    variables = catalog.variables("batch_migration", given, unchecked=("input",))
     started = time.perf_counter()
-    counters = templates.run_and_wait("batch_migration", variables, list(beam_args))
+    counters = catalog.run_and_wait("batch_migration", variables, list(beam_args))
     seconds = time.perf_counter() - started
     tables = {
         name: bigquery_tables.row_count(client, f"{client.project}.{dataset}.{name}")
-        for name in metadata.TABLES
+        for name in contract.TABLES
     }
     return build_report(counters, tables, seconds)

@@ -5,54 +5,50 @@ created there first; with ``--project`` against Google Cloud.
 """
 
 import argparse
+import importlib.util
 import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
-from subscribers import options, topology
-
-ROOT = Path(__file__).resolve().parents[1]
-PUSH_SOURCE = ROOT / "subscribers" / "push.py"
+from clickstream.cli.local import use_local_stack
+from clickstream.core import names
+from clickstream.subscribers import options
 
 # The subscribers import the Pub/Sub and BigQuery clients (a second); handlers import them.
-
-
-def _local_project() -> str:
-    from clickstream import local_stack
-    from clickstream.cli import use_local_stack
-
-    use_local_stack()
-    return local_stack.settings().project
+PUSH_SOURCE = importlib.util.find_spec("clickstream.subscribers.push").origin  # for --source
 
 
 def _pull(args: argparse.Namespace) -> None:
-    from subscribers import pull
+    from clickstream.gcp import pubsub
+    from clickstream.subscribers import pull
 
     if args.project is None:
-        path = topology.ensure(_local_project(), args.subscription, args.topic)
+        path, _ = pubsub.ensure_subscription(use_local_stack(), args.subscription, args.topic)
         print(f"local stack: pull subscription {path} on topic {args.topic}", flush=True)
     pull.configure_logging()
     raise SystemExit(pull.run(args))
 
 
 def _push(args: argparse.Namespace) -> None:
+    from clickstream.gcp import pubsub
+
     endpoint = f"http://{args.host}:{args.port}/"
-    project = None if args.project else _local_project()
+    project = None if args.project else use_local_stack()
     if project:
-        path = topology.ensure(project, args.subscription, args.topic, endpoint)
+        path, _ = pubsub.ensure_subscription(
+            project, args.subscription, args.topic, "push", endpoint
+        )
         print(f"local stack: push subscription {path} delivers to {endpoint}")
     env = dict(os.environ)  # the local stack's variables included
-    # The server imports this very tree, installed or not.
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(ROOT), env.get("PYTHONPATH"))))
     env["BIGQUERY_DATASET"] = args.dataset
     if args.project:
         env["BIGQUERY_PROJECT"] = args.project
     print(f"push subscriber listening on {endpoint}, writing to dataset {args.dataset}", flush=True)
     command = [  # the Functions Framework's server, as on Cloud Run
         *(sys.executable, "-m", "functions_framework", "--target", "receive"),
-        *("--source", str(PUSH_SOURCE), "--host", args.host, "--port", str(args.port)),
+        *("--source", PUSH_SOURCE, "--host", args.host, "--port", str(args.port)),
     ]
     server = subprocess.Popen(command, env=env)
     signal.signal(signal.SIGTERM, lambda *_: server.terminate())
@@ -63,31 +59,34 @@ def _push(args: argparse.Namespace) -> None:
         status = server.wait()
     finally:
         if project:  # else the emulator retries pushing to the closed port without pause
-            topology.stop_pushing(project, args.subscription)
+            pubsub.stop_pushing(project, args.subscription)
             print(f"local stack: {args.subscription} keeps its messages until the next run")
     raise SystemExit(status)
 
 
 def _publish(args: argparse.Namespace) -> None:
+    from clickstream.core import jsonlines
+    from clickstream.gcp import pubsub
+
     project = args.project
     if project is None:
-        project = _local_project()
-        topology.ensure_topics(project, args.topic)
-    if not topology.subscription_count(project, args.topic):
+        project = use_local_stack()
+        pubsub.ensure_topic(project, args.topic)
+    if not pubsub.subscription_count(project, args.topic):
         print(
             f"warning: topic {args.topic} has no subscription, so these messages are dropped; "
             "start `clickstream subscribe pull` or `push` first",
             file=sys.stderr,
         )
     try:
-        ids = topology.publish(project, topology.lines(args.paths), args.topic)
+        ids = pubsub.publish(project, jsonlines.read(args.paths), args.topic)
     except FileNotFoundError as error:
         raise SystemExit(f"error: {error}") from None
     print(f"published {len(ids):,} messages to projects/{project}/topics/{args.topic}")
 
 
 def _deploy(args: argparse.Namespace) -> None:
-    from deploy import subscribers as deployment
+    from clickstream.deploy import subscribers as deployment
 
     target = deployment.Target(
         args.project,
@@ -129,7 +128,7 @@ def register(commands) -> None:
         "created first. SIGTERM or Ctrl-C drains: writes and acks what was received, exits 0.",
     )
     options.add_pull_arguments(pull)
-    pull.add_argument("--topic", default=topology.TOPIC, help="local stack: topic to subscribe")
+    pull.add_argument("--topic", default=names.TOPIC, help="local stack: topic to subscribe")
     pull.set_defaults(run=_pull)
 
     push = actions.add_parser(
@@ -140,11 +139,11 @@ def register(commands) -> None:
         "created (or pointed at it) first. On Google Cloud, deploy it: `subscribe deploy push`.",
     )
     push.add_argument("--project", help="Google Cloud project (default: the local stack)")
-    push.add_argument("--dataset", default="clickstream", help="BigQuery dataset")
+    push.add_argument("--dataset", default=names.DATASET, help="BigQuery dataset")
     push.add_argument("--host", default="127.0.0.1")
     push.add_argument("--port", type=int, default=8080)
-    push.add_argument("--subscription", default=topology.PUSH_SUBSCRIPTION)
-    push.add_argument("--topic", default=topology.TOPIC, help="local stack: topic to subscribe")
+    push.add_argument("--subscription", default=names.PUSH_SUBSCRIPTION)
+    push.add_argument("--topic", default=names.TOPIC, help="local stack: topic to subscribe")
     push.set_defaults(run=_push)
 
     publish = actions.add_parser(
@@ -156,7 +155,7 @@ def register(commands) -> None:
     )
     publish.add_argument("paths", nargs="+", help="files or globs of JSON lines")
     publish.add_argument("--project", help="Google Cloud project (default: the local stack)")
-    publish.add_argument("--topic", default=topology.TOPIC)
+    publish.add_argument("--topic", default=names.TOPIC)
     publish.set_defaults(run=_publish)
 
     deploy = actions.add_parser(
@@ -170,10 +169,10 @@ def register(commands) -> None:
     deploy.add_argument("what", choices=["topics", "push", "pull"])
     deploy.add_argument("--project", required=True)
     deploy.add_argument("--region", required=True, help="e.g. europe-west1")
-    deploy.add_argument("--dataset", default="clickstream", help="BigQuery dataset")
-    deploy.add_argument("--topic", default=topology.TOPIC)
+    deploy.add_argument("--dataset", default=names.DATASET, help="BigQuery dataset")
+    deploy.add_argument("--topic", default=names.TOPIC)
     deploy.add_argument("--bucket", help="pull: bucket (no gs://) for the VMs' code")
     deploy.add_argument("--max-replicas", type=int, default=5, help="pull: most VMs")
-    deploy.add_argument("--build-dir", default=str(ROOT / "build" / "subscribers"))
+    deploy.add_argument("--build-dir", default=str(Path("build", "subscribers")))
     deploy.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     deploy.set_defaults(run=_deploy)

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import fastjsonschema
 import orjson
 
-import metadata
+from clickstream.core import contract
 
 EVENT_TABLES = {
     "page_view": "page_views",
@@ -44,7 +44,7 @@ def _compile_validators():
     """Validators compiled from the visit schema: the envelope, an event's common fields and,
     per event type, its details (the schema's if/then rules, applied by dispatch because
     fastjsonschema evaluates a failing ``if`` by raising, which is slow on the hot path)."""
-    schema = metadata.visit_schema()
+    schema = contract.visit_schema()
     definitions = schema["definitions"]
 
     def compiled(fragment: dict):
@@ -68,7 +68,7 @@ _validate_envelope, _validate_event, _validate_details = _compile_validators()
 
 @dataclasses.dataclass
 class ParsedRecord:
-    """What one input record became: rows per table name (``metadata.TABLES``)."""
+    """What one input record became: rows per table name (``contract.TABLES``)."""
 
     rows: dict[str, list[dict]]
 
@@ -81,7 +81,7 @@ class ParsedRecord:
 
 
 def _empty_rows() -> dict[str, list[dict]]:
-    return {name: [] for name in metadata.TABLES}
+    return {name: [] for name in contract.TABLES}
 
 
 def _hash(*parts: object) -> str:

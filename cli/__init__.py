@@ -1,0 +1,1 @@
+"""The ``clickstream`` command: one module per command (``main`` assembles them)."""

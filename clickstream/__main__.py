@@ -1,3 +1,0 @@
-from clickstream.cli import main
-
-main()

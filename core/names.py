@@ -1,0 +1,27 @@
+"""Names and defaults shared by every path, defined once."""
+
+DATASET = "clickstream"  # the analyst dataset
+TOPIC = "visits"  # the topic visits are published to
+PULL_SUBSCRIPTION = "visits-pull"
+PUSH_SUBSCRIPTION = "visits-push"
+LOCAL_PROJECT = "clickstream-local"  # the local stack's project (and its bucket's name)
+DOS_LOG = "clickstream-dos"  # the Cloud Logging log of the denial-of-service entries
+COUNTER_NAMESPACE = "clickstream"  # Beam metrics of the catalog's transforms
+
+
+def dead_letter_topic(topic: str) -> str:
+    """Where Pub/Sub moves a message of ``topic`` after too many failed deliveries; it has a
+    subscription of the same name, so that what lands there is kept (a topic alone drops it)."""
+    return f"{topic}-dead-letter"
+
+
+def topic_path(project: str, topic: str) -> str:
+    """``topic`` as projects/P/topics/T (a full path is kept as given)."""
+    return topic if topic.startswith("projects/") else f"projects/{project}/topics/{topic}"
+
+
+def subscription_path(project: str, subscription: str) -> str:
+    """``subscription`` as projects/P/subscriptions/S (a full path is kept as given)."""
+    if subscription.startswith("projects/"):
+        return subscription
+    return f"projects/{project}/subscriptions/{subscription}"

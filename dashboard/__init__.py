@@ -1,0 +1,1 @@
+"""The analyst dashboard and realtime page, served from the analyst views."""
