@@ -1,31 +1,38 @@
 # Two commands on a fresh machine: `make demo` (set up, start the local stack, migrate the lab
-# data) and `make test`. Everything installs into .venv from the pinned requirements.lock.
+# data) and `make test` (set up everything the tests need, then run them all). Everything installs
+# into .venv from the pinned requirements.lock.
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 LAB_DATA ?= ../shared/data/lab-visits
+FAST := not stack and not lab and not browser and not image
 
-.PHONY: setup browser demo test lint format bench up down templates lock
+.PHONY: setup setup-browser demo test test-fast lint format bench up down templates lock
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.lock pyproject.toml
+$(VENV)/.installed: requirements.lock pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
-demo: setup up
-	$(BIN)/clickstream migrate --input '$(LAB_DATA)/*.jsonl' --report migration-report.json
-
-test: setup lint browser
-	$(BIN)/pytest
-
-# Debian's Chromium, for the dashboard's browser test (root, or sudo, for apt-get).
-browser:
+# Debian's Chromium, for the dashboard's browser tests (root, or sudo, for apt-get).
+setup-browser:
 	@command -v chromium >/dev/null || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }
+
+demo: setup up
+	$(BIN)/clickstream migrate --input '$(LAB_DATA)/*.jsonl' --report migration-report.json
+
+# Every test: the set-up they need first, then lint and all tiers.
+test: setup setup-browser lint
+	$(BIN)/pytest
+
+# No emulators, no browser, no lab data, no image build: under a minute.
+test-fast: setup lint
+	$(BIN)/pytest -m "$(FAST)"
 
 lint: setup
 	$(BIN)/ruff check .
@@ -50,7 +57,7 @@ down: setup
 	$(BIN)/clickstream local down
 
 # Re-pin after changing pyproject's dependencies: the flex-template image's runtime tree
-# (templates/requirements.txt), then the whole tree with the local and dev extras (requirements.lock).
+# (templates/requirements.txt), then the whole tree with the extras (requirements.lock).
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/pip install --quiet .

@@ -67,7 +67,7 @@ def _stream(args: argparse.Namespace) -> None:
                 f"error: {args.name} is a batch template: `clickstream template run {args.name}`"
             )
         # Locally, files may also go to a local directory.
-        given = template.parameters(args.param)
+        given = template.parameters_of(args.param)
         variables = catalog.variables(args.name, given, unchecked=("output",))
     except (catalog.ParameterError, FileNotFoundError) as error:
         raise SystemExit(f"error: {error}") from None

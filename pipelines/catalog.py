@@ -10,7 +10,9 @@ local stack (``clickstream template run``).
 
 import argparse
 import json
+import logging
 import re
+import time
 
 import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
@@ -19,6 +21,7 @@ from apache_beam.yaml import main as yaml_main
 from clickstream import pipelines
 from clickstream.core import contract, names
 
+_LOG = logging.getLogger(__name__)
 IMAGE_NAME = "clickstream-{name}"  # one image per template, built from templates/Dockerfile
 
 
@@ -112,11 +115,15 @@ def parse_launcher_args(name: str, argv: list[str]) -> tuple[dict[str, str], lis
     return {k: v for k, v in vars(known).items() if v is not None}, beam_args
 
 
-def launch(name: str, argv: list[str]) -> None:
+def launch(name: str, argv: list[str], started: float | None = None) -> None:
     """The flex template's entry point: submit the job and return (Dataflow requires that the
-    launcher does not wait for the job)."""
+    launcher does not wait for the job). Logs how long it took from ``started`` (a
+    ``time.perf_counter()`` of the launcher's start) until the pipeline was built."""
     given, beam_args = parse_launcher_args(name, argv)
-    build_pipeline(name, variables(name, given), beam_args).run()
+    pipeline = build_pipeline(name, variables(name, given), beam_args)
+    if started is not None:
+        _LOG.info("built pipeline %s in %.2f s", name, time.perf_counter() - started)
+    pipeline.run()
 
 
 def image(name: str, project: str, region: str, repository: str, tag: str) -> str:

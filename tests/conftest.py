@@ -1,4 +1,5 @@
-"""Shared fixtures: the real local stack on free ports, and the lab data when it is present."""
+"""Shared fixtures: the real local stack on free ports, the lab data when it is present; and the
+test tiers, marked from the fixtures a test uses (``make test-fast`` runs the tests with none)."""
 
 import os
 import socket
@@ -8,6 +9,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LAB_DATA = ROOT.parent / "shared" / "data" / "lab-visits"
+TIERS = {  # fixture -> marker of the tests that use it (declared in pyproject.toml)
+    "stack": "stack",
+    "stack_state": "stack",  # tests that start and stop emulators of their own
+    "lab_data": "lab",
+    "browser": "browser",
+    "image_environment": "image",
+}
 PORT_VARIABLES = tuple(
     f"CLICKSTREAM_{name}_PORT"
     for name in ("PUBSUB", "BIGQUERY", "BIGQUERY_GRPC", "STORAGE", "METADATA")
@@ -51,3 +59,11 @@ def stack(tmp_path_factory):
         emulators.down()
         os.environ.clear()
         os.environ.update(saved)
+
+
+def pytest_collection_modifyitems(items):
+    """Mark each test with the tiers of the fixtures it uses, however indirectly."""
+    for item in items:
+        for fixture, marker in TIERS.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(marker)

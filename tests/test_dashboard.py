@@ -245,10 +245,16 @@ class DrawnMarks(HTMLParser):
             self.marks[self.chart] += 1
 
 
+@pytest.fixture
+def browser() -> Path:
+    """Debian's Chromium (installed by `make setup-browser`)."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"headless Chromium is missing ({CHROMIUM}): run `make setup-browser`")
+    return CHROMIUM
+
+
 def chromium(tmp_path: Path, address: str, *flags: str) -> str:
     """Headless Chromium on ``address`` after its scripts ran (virtual time); its stdout."""
-    if not CHROMIUM.exists():
-        pytest.fail(f"headless Chromium is missing ({CHROMIUM}): run `make browser`")
     command = [
         str(CHROMIUM),
         *("--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"),
@@ -267,7 +273,9 @@ def drawn(tmp_path: Path, address: str, chart_ids: tuple[str, ...]) -> DrawnMark
     return parser
 
 
-def test_dashboard_draws_the_four_charts_of_the_lab_data_in_chromium(stack, lab_data, tmp_path):
+def test_dashboard_draws_the_four_charts_of_the_lab_data_in_chromium(
+    stack, lab_data, browser, tmp_path
+):
     with serving(analyst_datasets.lab_dataset(lab_data)) as base:
         page = drawn(tmp_path, base, CHARTS)
         screenshot = tmp_path / "dashboard.png"
@@ -283,7 +291,7 @@ def test_dashboard_draws_the_four_charts_of_the_lab_data_in_chromium(stack, lab_
     assert screenshot.read_bytes().startswith(b"\x89PNG") and screenshot.stat().st_size > 50_000
 
 
-def test_realtime_page_draws_and_refreshes_itself_in_chromium(url, tmp_path):
+def test_realtime_page_draws_and_refreshes_itself_in_chromium(url, browser, tmp_path):
     page = drawn(tmp_path, url + "realtime?minutes=5", ("page_views_per_minute", "clicks_by_page"))
     assert int(page.body.get("data-updates") or 0) >= 2  # 12 s of virtual time, refresh 5 s
     assert page.marks == {"page_views_per_minute": 5, "clicks_by_page": 4}

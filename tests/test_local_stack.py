@@ -22,7 +22,7 @@ def dead_pid() -> int:
 
 
 @pytest.fixture
-def state_dir(tmp_path, monkeypatch):
+def stack_state(tmp_path, monkeypatch):
     for name, port in zip(PORT_VARIABLES, free_ports(len(PORT_VARIABLES)), strict=True):
         monkeypatch.setenv(name, str(port))
     monkeypatch.setenv("CLICKSTREAM_STATE_DIR", str(tmp_path / "state"))
@@ -35,7 +35,7 @@ def state_dir(tmp_path, monkeypatch):
     emulators.down()
 
 
-def test_emulator_env(state_dir, monkeypatch):
+def test_emulator_env(stack_state, monkeypatch):
     monkeypatch.setenv("CLICKSTREAM_PUBSUB_PORT", "1234")
     env = emulators.emulator_env()
     assert env["PUBSUB_EMULATOR_HOST"] == "127.0.0.1:1234"
@@ -44,9 +44,9 @@ def test_emulator_env(state_dir, monkeypatch):
     assert env["GOOGLE_CLOUD_PROJECT"] == "clickstream-local"
 
 
-def test_up_status_up_again_down(state_dir, capsys):
-    state_dir.mkdir()
-    (state_dir / "pubsub.pid").write_text(f"{dead_pid()}\n")  # left by a crashed stack
+def test_up_status_up_again_down(stack_state, capsys):
+    stack_state.mkdir()
+    (stack_state / "pubsub.pid").write_text(f"{dead_pid()}\n")  # left by a crashed stack
     # First start from another process: the emulators must outlive it.
     child = subprocess.run(
         [sys.executable, "-c", "from clickstream.local import emulators; emulators.up()"],
@@ -81,14 +81,14 @@ def test_up_status_up_again_down(state_dir, capsys):
     emulators.down()
     stopped = emulators.status()
     assert not any(row["running"] or row["answers"] or row["pid"] for row in stopped.values())
-    assert not list(state_dir.glob("*.pid"))
+    assert not list(stack_state.glob("*.pid"))
     emulators.down()
     assert capsys.readouterr().out.count("not running") == 4
 
 
-def test_stale_pid_file(state_dir):
-    state_dir.mkdir()
-    (state_dir / "storage.pid").write_text(f"{dead_pid()}\n")
+def test_stale_pid_file(stack_state):
+    stack_state.mkdir()
+    (stack_state / "storage.pid").write_text(f"{dead_pid()}\n")
     assert emulators.status()["storage"] == {
         "running": False,
         "pid": None,
@@ -96,17 +96,17 @@ def test_stale_pid_file(state_dir):
         "answers": False,
     }
     emulators.down()
-    assert not (state_dir / "storage.pid").exists()
+    assert not (stack_state / "storage.pid").exists()
 
 
-def test_missing_pubsub_emulator(state_dir, monkeypatch, tmp_path):
+def test_missing_pubsub_emulator(stack_state, monkeypatch, tmp_path):
     monkeypatch.setattr(emulators, "PUBSUB_EMULATOR", tmp_path / "missing")
     with pytest.raises(emulators.StackError, match="gcloud components install pubsub-emulator"):
         emulators.up()
-    assert not state_dir.exists() or not list(state_dir.glob("*.pid"))
+    assert not stack_state.exists() or not list(stack_state.glob("*.pid"))
 
 
-def test_emulator_that_exits_shows_its_log(state_dir, monkeypatch, tmp_path):
+def test_emulator_that_exits_shows_its_log(stack_state, monkeypatch, tmp_path):
     script = tmp_path / "broken-emulator"
     script.write_text("#!/bin/sh\necho 'no java here' >&2\nexit 1\n")
     script.chmod(0o755)
@@ -114,10 +114,10 @@ def test_emulator_that_exits_shows_its_log(state_dir, monkeypatch, tmp_path):
     with pytest.raises(emulators.StackError, match="pubsub emulator exited") as error:
         emulators.up()
     assert "no java here" in str(error.value)
-    assert not (state_dir / "pubsub.pid").exists()
+    assert not (stack_state / "pubsub.pid").exists()
 
 
-def test_port_taken_by_another_process(state_dir):
+def test_port_taken_by_another_process(stack_state):
     port = int(os.environ["CLICKSTREAM_PUBSUB_PORT"])
     with (
         socket.create_server(("127.0.0.1", port)),

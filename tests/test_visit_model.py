@@ -323,7 +323,6 @@ def lab_parsed(lab_data):
     ]
 
 
-@pytest.mark.lab
 def test_lab_data_totals(lab_parsed):
     tables = Counter()
     for parsed in lab_parsed:
@@ -335,7 +334,6 @@ def test_lab_data_totals(lab_parsed):
     assert len({parsed.rows["visits"][0]["visit_id"] for parsed in lab_parsed}) == 8804
 
 
-@pytest.mark.lab
 def test_lab_purchase_amounts_equal_their_line_amounts(lab_parsed):
     checked = 0
     for parsed in lab_parsed:

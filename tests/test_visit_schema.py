@@ -70,7 +70,6 @@ def test_model_rejects_invalid_fixture_at_its_level(path):
         assert parsed.rows["visits"][0]["rejected_event_count"] == 1
 
 
-@pytest.mark.lab
 def test_lab_sample_passes_schema(lab_data):
     """The first 10 visits of every lab file (600 of 8,804; jsonschema is slow)."""
     for path in sorted(lab_data.glob("*.jsonl")):
