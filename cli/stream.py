@@ -58,18 +58,19 @@ def _until_stopped(result) -> BaseException | None:
 
 
 def _stream(args: argparse.Namespace) -> None:
+    from clickstream.core import templates
     from clickstream.gcp import pubsub
     from clickstream.pipelines import catalog, local_runner
 
     try:
-        if not catalog.metadata(args.name).get("streaming"):
+        if not templates.metadata(args.name).get("streaming"):
             raise SystemExit(
                 f"error: {args.name} is a batch template: `clickstream template run {args.name}`"
             )
         # Locally, files may also go to a local directory.
         given = template.parameters_of(args.param)
-        variables = catalog.variables(args.name, given, unchecked=("output",))
-    except (catalog.ParameterError, FileNotFoundError) as error:
+        variables = templates.variables(args.name, given, unchecked=("output",))
+    except (templates.ParameterError, FileNotFoundError) as error:
         raise SystemExit(f"error: {error}") from None
     use_local_stack()
     subscription = variables["subscription"]

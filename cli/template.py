@@ -6,7 +6,7 @@ from pathlib import Path
 
 from clickstream import pipelines
 from clickstream.cli.local import use_local_stack
-from clickstream.core import shell
+from clickstream.core import shell, templates
 
 # clickstream.pipelines.catalog imports Beam (seconds); the handlers import it when they run.
 
@@ -28,10 +28,8 @@ def parameters_of(pairs: list[str]) -> dict[str, str]:
 
 
 def _list(args: argparse.Namespace) -> None:
-    from clickstream.pipelines import catalog
-
     for name in pipelines.names():
-        meta = catalog.metadata(name)
+        meta = templates.metadata(name)
         kind = "streaming" if meta.get("streaming") else "batch"
         print(f"{name:<24}{kind:<11}{meta['name']}")
 
@@ -40,10 +38,10 @@ def _run(args: argparse.Namespace) -> None:
     from clickstream.pipelines import catalog
 
     try:
-        variables = catalog.variables(args.name, parameters_of(args.param))
-    except (catalog.ParameterError, FileNotFoundError) as error:
+        variables = templates.variables(args.name, parameters_of(args.param))
+    except (templates.ParameterError, FileNotFoundError) as error:
         raise SystemExit(f"error: {error}") from None
-    if catalog.metadata(args.name).get("streaming"):
+    if templates.metadata(args.name).get("streaming"):
         raise SystemExit(
             f"error: {args.name} is a streaming template: `clickstream stream {args.name}`"
         )
@@ -59,7 +57,6 @@ def _run(args: argparse.Namespace) -> None:
 
 
 def _build(args: argparse.Namespace) -> None:
-    from clickstream.pipelines import catalog
 
     names = pipelines.names() if args.all else [args.name]
     if not names[0]:
@@ -67,32 +64,31 @@ def _build(args: argparse.Namespace) -> None:
     where = (args.project, args.region, args.bucket, args.repository, args.tag)
     for name in names:
         try:
-            catalog.metadata(name)
+            templates.metadata(name)
         except FileNotFoundError as error:
             raise SystemExit(f"error: {error}") from None
         print(f"# {name}: build the image, then the template file")
-        for command in catalog.build_commands(name, *where):
+        for command in templates.build_commands(name, *where):
             print(shell.line(command))
             if not args.dry_run:
                 subprocess.run(command, check=True)
         print(f"# {name}: run it (example parameters; see docs/templates/{name}.md)")
-        example = catalog.example_parameters(name)
-        print(shell.line(catalog.run_command(name, *where, example)) + "\n")
+        example = templates.example_parameters(name)
+        print(shell.line(templates.run_command(name, *where, example)) + "\n")
 
 
 def _launch_local(args: argparse.Namespace) -> None:
     from clickstream.deploy import image
     from clickstream.local import emulators
-    from clickstream.pipelines import catalog
 
     try:
-        if catalog.metadata(args.name).get("streaming"):
+        if templates.metadata(args.name).get("streaming"):
             raise SystemExit(
                 f"error: {args.name} is a streaming template: `clickstream stream {args.name}`"
             )
         # What Dataflow's launcher checks and fills in before the container starts.
-        parameters = catalog.variables(args.name, parameters_of(args.param))
-    except (catalog.ParameterError, FileNotFoundError) as error:
+        parameters = templates.variables(args.name, parameters_of(args.param))
+    except (templates.ParameterError, FileNotFoundError) as error:
         raise SystemExit(f"error: {error}") from None
     use_local_stack()
     workspace = Path(args.workspace)

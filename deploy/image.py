@@ -198,9 +198,7 @@ def launch(
         *beam_args,
     ]
     started = time.perf_counter()
-    done = subprocess.run(
-        command, cwd=environment.context, env=env, capture_output=True, text=True
-    )
+    done = subprocess.run(command, cwd=environment.context, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - started
     output = done.stdout + done.stderr
     built = BUILT.search(output)

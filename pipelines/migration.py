@@ -3,7 +3,7 @@
 import logging
 import time
 
-from clickstream.core import contract, visit
+from clickstream.core import contract, templates, visit
 from clickstream.gcp import bigquery_tables
 from clickstream.pipelines import catalog
 from clickstream.transforms import visit_lines
@@ -60,7 +60,7 @@ def migrate(
     if dead_letter_table:
         given["dead_letter_table"] = dead_letter_table
     # Unlike the template (Cloud Storage only), migrate also reads local files.
-    variables = catalog.variables("batch_migration", given, unchecked=("input",))
+    variables = templates.variables("batch_migration", given, unchecked=("input",))
     started = time.perf_counter()
     counters = catalog.run_and_wait("batch_migration", variables, list(beam_args))
     seconds = time.perf_counter() - started

@@ -12,9 +12,9 @@ import yaml
 from conftest import ROOT
 
 from clickstream import pipelines
+from clickstream.core import templates
 from clickstream.deploy import image
 from clickstream.gcp import bigquery_tables
-from clickstream.pipelines import catalog
 
 RUNTIME = {"core", "metadata", "gcp", "transforms", "pipelines"}  # what the image's package holds
 
@@ -90,9 +90,9 @@ def test_every_transform_every_spec_names_imports_in_the_image(image_environment
     assert done.stdout.strip() == str(len(paths)), done.stderr[-3000:]
     # Every spec builds there with its example parameters, as the launcher builds it.
     for name in pipelines.names():
-        variables = catalog.variables(name, catalog.example_parameters(name))
+        variables = templates.variables(name, templates.example_parameters(name))
         options = ["--runner=FnApiRunner"]
-        if catalog.metadata(name).get("streaming"):
+        if templates.metadata(name).get("streaming"):
             options.append("--streaming")
         arguments = json.dumps([name, variables, options])
         built = in_image(
@@ -111,7 +111,7 @@ def test_launcher_twin_loads_the_lab_data_exactly(image_environment, stack, lab_
     dataset = f"twin_{uuid.uuid4().hex[:6]}"
     bq = bigquery_tables.client()
     bigquery_tables.ensure_dataset(bq, dataset)
-    parameters = catalog.variables(
+    parameters = templates.variables(
         "batch_migration", {"input": f"gs://{stack.project}/{prefix}*.jsonl", "dataset": dataset}
     )
     launched = image.launch(

@@ -8,11 +8,12 @@ from apache_beam.yaml import main as yaml_main
 from apache_beam.yaml import yaml_transform
 
 from clickstream import pipelines
+from clickstream.core import templates
 from clickstream.pipelines import catalog
 
 
 def _example_variables(name: str) -> dict[str, str]:
-    return catalog.variables(name, catalog.example_parameters(name))
+    return templates.variables(name, templates.example_parameters(name))
 
 
 @pytest.mark.parametrize("name", pipelines.names())

@@ -27,8 +27,9 @@ from google.cloud import pubsub_v1
 from subscriber_support import answers, running, subprocess_env, wait_until
 
 from clickstream import pipelines
+from clickstream.core import templates
 from clickstream.gcp import bigquery_tables, pubsub
-from clickstream.pipelines import catalog, local_runner
+from clickstream.pipelines import local_runner
 from clickstream.simulator import visits
 
 RATE = 2.0  # visits per second
@@ -265,7 +266,7 @@ def test_ctrl_c_drains_and_every_acknowledged_message_is_written(stack, tmp_path
 def test_streaming_specs_default_to_the_publish_time():
     """Messages without attributes (the lab's generator) work with every spec's defaults."""
     for name in pipelines.names():
-        parameters = {p["name"]: p for p in catalog.metadata(name)["parameters"]}
+        parameters = {p["name"]: p for p in templates.metadata(name)["parameters"]}
         if "timestamp_attribute" in parameters:
             assert parameters["timestamp_attribute"]["defaultValue"] == "", name
 

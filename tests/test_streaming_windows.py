@@ -19,8 +19,7 @@ from apache_beam.utils.windowed_value import PaneInfoTiming
 from apache_beam.yaml import yaml_provider, yaml_transform
 
 from clickstream import pipelines
-from clickstream.core import visit
-from clickstream.pipelines import catalog
+from clickstream.core import templates, visit
 from clickstream.transforms import (
     bigquery_sink,
     dos_log,
@@ -207,7 +206,7 @@ def visit_json(session: str, *page_views: tuple[float, str]) -> bytes:
 def run_spec(name: str, params: dict, events: test_stream.TestStream) -> None:
     """Run spec ``name`` with the template's parameters on the local streaming runner."""
     given = {"subscription": SUBSCRIPTION, **params}
-    variables = catalog.variables(name, given, unchecked=("output",))
+    variables = templates.variables(name, given, unchecked=("output",))
     path = pipelines.spec_path(name)
     text = yaml_transform.expand_jinja(path.read_text(), variables)
     spec = yaml.load(text, Loader=yaml_transform.SafeLineLoader)

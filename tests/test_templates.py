@@ -11,6 +11,7 @@ import jinja2.meta
 import pytest
 
 from clickstream import pipelines
+from clickstream.core import templates
 from clickstream.pipelines import catalog, template_docs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,13 +31,13 @@ def _spec_variables(name: str) -> set[str]:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_spec_variables_are_the_template_parameters(name):
-    parameters = {p["name"] for p in catalog.metadata(name)["parameters"]}
+    parameters = {p["name"] for p in templates.metadata(name)["parameters"]}
     assert _spec_variables(name) == parameters | BUILT_INS
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_metadata_is_complete(name):
-    meta = catalog.metadata(name)
+    meta = templates.metadata(name)
     assert meta["name"] and meta["description"] and isinstance(meta["streaming"], bool)
     for p in meta["parameters"]:
         assert {"name", "label", "helpText", "isOptional", "paramType", "regexes"} <= set(p), p
@@ -53,33 +54,33 @@ def _examples() -> list:
 def _each_example():
     for name in NAMES:
         for kind in ("valid", "invalid"):
-            for key, values in catalog.examples(name)[kind].items():
+            for key, values in templates.examples(name)[kind].items():
                 for value in values:
                     yield pytest.param(name, kind, key, value, id=f"{name}-{kind}-{key}-{value!r}")
 
 
 @pytest.mark.parametrize(("name", "kind", "key", "value"), _examples())
 def test_regexes_accept_examples_and_reject_bad_values(name, kind, key, value):
-    (parameter,) = [p for p in catalog.metadata(name)["parameters"] if p["name"] == key]
+    (parameter,) = [p for p in templates.metadata(name)["parameters"] if p["name"] == key]
     matches = all(re.fullmatch(regex, value) for regex in parameter["regexes"])
     assert matches == (kind == "valid")
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_every_parameter_has_valid_and_invalid_examples(name):
-    parameters = {p["name"] for p in catalog.metadata(name)["parameters"]}
-    assert set(catalog.examples(name)["valid"]) == parameters
-    assert set(catalog.examples(name)["invalid"]) == parameters
+    parameters = {p["name"] for p in templates.metadata(name)["parameters"]}
+    assert set(templates.examples(name)["valid"]) == parameters
+    assert set(templates.examples(name)["invalid"]) == parameters
 
 
 def test_parameters_are_checked_by_name():
-    with pytest.raises(catalog.ParameterError, match=r"'input'.*does not match"):
-        catalog.variables("batch_migration", {"input": "/data/visits.jsonl"})
-    with pytest.raises(catalog.ParameterError, match="'input' is required"):
-        catalog.variables("batch_migration", {})
-    with pytest.raises(catalog.ParameterError, match="unknown parameter 'inptu'"):
-        catalog.variables("batch_migration", {"input": "gs://bucket/x", "inptu": "x"})
-    assert catalog.variables("batch_migration", {"input": "gs://bucket/x"}) == {
+    with pytest.raises(templates.ParameterError, match=r"'input'.*does not match"):
+        templates.variables("batch_migration", {"input": "/data/visits.jsonl"})
+    with pytest.raises(templates.ParameterError, match="'input' is required"):
+        templates.variables("batch_migration", {})
+    with pytest.raises(templates.ParameterError, match="unknown parameter 'inptu'"):
+        templates.variables("batch_migration", {"input": "gs://bucket/x", "inptu": "x"})
+    assert templates.variables("batch_migration", {"input": "gs://bucket/x"}) == {
         "input": "gs://bucket/x",
         "dataset": "clickstream",
         "dead_letter_table": "",

@@ -1,0 +1,118 @@
+"""The flex templates as Dataflow knows them, without Beam: each template's metadata
+(``metadata/<name>.json``: its parameters, their checks and defaults), the parameter checks the
+launcher makes, and the gcloud commands that build and run a template. Beam-free, so the
+orchestration DAG (an Airflow environment without Beam) builds its launch requests with it."""
+
+import re
+
+from clickstream.core import contract
+
+IMAGE_NAME = "clickstream-{name}"  # one image per template, built from templates/Dockerfile
+
+
+class ParameterError(ValueError):
+    """A template parameter is unknown, missing or does not match its regexes."""
+
+
+def metadata(name: str) -> dict:
+    """The Dataflow template metadata of the spec ``name``."""
+    if not contract.has_file(f"{name}.json"):
+        raise FileNotFoundError(f"template {name!r} has no metadata metadata/{name}.json")
+    return contract.read_json(f"{name}.json")
+
+
+def examples(name: str) -> dict:
+    """Documented valid and invalid example values of each parameter of template ``name``."""
+    return contract.read_json("template_examples.json")[name]
+
+
+def variables(name: str, given: dict[str, str], unchecked: tuple[str, ...] = ()) -> dict[str, str]:
+    """The spec's jinja variables: the given parameters, checked against the metadata's regexes
+    (but those named in ``unchecked``), with the defaults of the optional ones. Raises
+    ParameterError naming the parameter."""
+    parameters = {p["name"]: p for p in metadata(name)["parameters"]}
+    unknown = sorted(set(given) - set(parameters))
+    if unknown:
+        raise ParameterError(
+            f"unknown parameter {unknown[0]!r} for template {name}; "
+            f"parameters are {', '.join(parameters)}"
+        )
+    result = {}
+    for key, parameter in parameters.items():
+        if key not in given:
+            if not parameter.get("isOptional", False):
+                raise ParameterError(f"parameter {key!r} is required: {parameter['helpText']}")
+            result[key] = parameter.get("defaultValue", "")
+            continue
+        value = given[key]
+        for regex in [] if key in unchecked else parameter.get("regexes", []):
+            # Dataflow accepts an optional parameter left empty; so do we.
+            if not (value == "" and parameter.get("isOptional")) and not re.fullmatch(regex, value):
+                raise ParameterError(
+                    f"parameter {key!r}: {value!r} does not match {regex} ({parameter['helpText']})"
+                )
+        result[key] = value
+    return result
+
+
+def image(name: str, project: str, region: str, repository: str, tag: str) -> str:
+    return f"{region}-docker.pkg.dev/{project}/{repository}/{IMAGE_NAME.format(name=name)}:{tag}"
+
+
+def build_commands(
+    name: str, project: str, region: str, bucket: str, repository: str, tag: str
+) -> list[list[str]]:
+    """The commands that build the template's image (Cloud Build, no local Docker) and its
+    template file."""
+    target = image(name, project, region, repository, tag)
+    return [
+        [
+            *("gcloud", "builds", "submit", "--project", project, "--region", region),
+            *("--config", "templates/cloudbuild.yaml"),
+            "--substitutions",
+            f"_IMAGE={target},_PIPELINE={name}",
+            ".",
+        ],
+        [
+            *("gcloud", "dataflow", "flex-template", "build", template_file(name, bucket)),
+            *("--project", project, "--image", target, "--sdk-language", "PYTHON"),
+            *("--metadata-file", f"metadata/{name}.json"),
+        ],
+    ]
+
+
+def template_file(name: str, bucket: str) -> str:
+    return f"gs://{bucket}/templates/{name}.json"
+
+
+def run_command(
+    name: str,
+    project: str,
+    region: str,
+    bucket: str,
+    repository: str,
+    tag: str,
+    parameters: dict[str, str],
+) -> list[str]:
+    """``gcloud dataflow flex-template run`` for the template with these parameters; the image
+    also serves as the workers' SDK container."""
+    job = name.replace("_", "-")
+    command = [
+        *("gcloud", "dataflow", "flex-template", "run", f"{job}-$(date +%Y%m%d-%H%M%S)"),
+        *("--project", project, "--region", region),
+        *("--template-file-gcs-location", template_file(name, bucket)),
+    ]
+    for key, value in parameters.items():
+        command += ["--parameters", f"{key}={value}"]
+    target = image(name, project, region, repository, tag)
+    return [*command, "--parameters", f"sdk_container_image={target}"]
+
+
+def example_parameters(name: str) -> dict[str, str]:
+    """The first documented example of every required parameter."""
+    valid = examples(name)["valid"]
+    return {
+        p["name"]: valid[p["name"]][0]
+        for p in metadata(name)["parameters"]
+        if not p.get("isOptional", False)
+    }
