@@ -64,8 +64,8 @@ lock:
 	{ echo "# The flex-template image's Python dependencies: the runtime tree of pyproject.toml, fully pinned"; \
 	  echo "# (no emulators, no dev tools). Regenerate with: make lock"; \
 	  .lock-venv/bin/pip freeze | grep -v '^clickstream-catalog'; } > templates/requirements.txt
-	.lock-venv/bin/pip install --quiet '.[local,dev,dashboard,subscribers]'
+	.lock-venv/bin/pip install --quiet '.[local,dev,dashboard,subscribers,ops]'
 	{ echo "# Fully pinned dependency tree (pip freeze of a fresh install of pyproject's dependencies with the"; \
-	  echo "# local, dev, dashboard and subscribers extras). Regenerate with: make lock"; \
+	  echo "# local, dev, dashboard, subscribers and ops extras). Regenerate with: make lock"; \
 	  .lock-venv/bin/pip freeze | grep -v '^clickstream-catalog'; } > requirements.lock
 	rm -rf .lock-venv
