@@ -62,6 +62,7 @@ def _build(args: argparse.Namespace) -> None:
     if not names[0]:
         raise SystemExit("error: name a template or pass --all")
     where = (args.project, args.region, args.bucket, args.repository, args.tag)
+    _upload_package(args)
     for name in names:
         try:
             templates.metadata(name)
@@ -110,6 +111,34 @@ def _launch_local(args: argparse.Namespace) -> None:
             f"  {launched.startup_seconds:7.1f} s  launcher start-up: imports, spec, pipeline built"
         )
     print(f"  {launched.seconds:7.1f} s  launcher in all (the local runner runs the job in it)")
+
+
+def _upload_package(args: argparse.Namespace) -> None:
+    """Build the catalog's sdist and upload it beside the templates, for the job builder."""
+    from clickstream.deploy import image
+
+    package = image.build_package(Path("build", "package")).relative_to(Path.cwd())
+    command = templates.package_upload_command(package, args.bucket)
+    print("# the catalog's package, for the Dataflow job builder (`clickstream template export`)")
+    print(shell.line(command))
+    if not args.dry_run:
+        subprocess.run(command, check=True)
+
+
+def _export(args: argparse.Namespace) -> None:
+    from clickstream.pipelines import catalog
+
+    if not args.package.endswith(".tar.gz"):
+        raise SystemExit(f"error: --package {args.package!r}: the catalog's sdist (.tar.gz)")
+    try:
+        exported = catalog.export(args.name, parameters_of(args.param), args.package)
+    except (templates.ParameterError, FileNotFoundError) as error:
+        raise SystemExit(f"error: {error}") from None
+    if args.output == "-":
+        print(exported, end="")
+        return
+    Path(args.output).write_text(exported, encoding="utf-8")
+    print(f"wrote {args.output}: load it in the Dataflow job builder (Load YAML)")
 
 
 def _docs(args: argparse.Namespace) -> None:
@@ -170,7 +199,8 @@ def register(commands) -> None:
         "of templates/Dockerfile (image REGION-docker.pkg.dev/PROJECT/REPOSITORY/"
         "clickstream-NAME:TAG) and `gcloud dataflow flex-template build` of "
         "gs://BUCKET/templates/NAME.json with metadata/NAME.json; then prints an example "
-        "`gcloud dataflow flex-template run`.",
+        "`gcloud dataflow flex-template run`. First it builds the catalog's package (sdist) "
+        "and uploads it to gs://BUCKET/templates/ for the job builder (`template export`).",
     )
     build.add_argument("name", nargs="?", default="", help="template name (or --all)")
     build.add_argument("--all", action="store_true", help="every template of the catalog")
@@ -202,6 +232,26 @@ def register(commands) -> None:
     )
     add_parameter_arguments(launch)
     launch.set_defaults(run=_launch_local)
+
+    export = actions.add_parser(
+        "export",
+        help="write a template as one Beam YAML file for the Dataflow job builder",
+        description="Renders the spec with the given parameters (checked against the "
+        "metadata, defaults filled in), leaves out its tests and inlines the provider listing "
+        "with the catalog's package in `packages`, so the Dataflow job builder (Load YAML) can "
+        "run it: its workers install the transforms from that package. `template build` "
+        "uploads the package to gs://BUCKET/templates/.",
+    )
+    export.add_argument("name", help="template name, e.g. batch_migration")
+    export.add_argument(
+        "--package",
+        required=True,
+        help="the catalog's sdist: gs://BUCKET/templates/clickstream_catalog-VERSION.tar.gz "
+        "(or a local path)",
+    )
+    export.add_argument("--output", default="-", help="file to write (default: standard output)")
+    add_parameter_arguments(export)
+    export.set_defaults(run=_export)
 
     docs = actions.add_parser(
         "docs", help="generate docs/templates/*.md and the README's catalog from the metadata"

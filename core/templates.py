@@ -3,6 +3,7 @@
 launcher makes, and the gcloud commands that build and run a template. Beam-free, so the
 orchestration DAG (an Airflow environment without Beam) builds its launch requests with it."""
 
+import importlib.metadata
 import re
 
 from clickstream.core import contract
@@ -79,6 +80,16 @@ def build_commands(
             *("--metadata-file", f"metadata/{name}.json"),
         ],
     ]
+
+
+def package_file() -> str:
+    """The file name of the catalog's sdist (``deploy.image.build_package``)."""
+    return f"clickstream_catalog-{importlib.metadata.version('clickstream-catalog')}.tar.gz"
+
+
+def package_upload_command(package, bucket: str) -> list[str]:
+    """``gcloud storage cp`` of the catalog's sdist beside the template files."""
+    return ["gcloud", "storage", "cp", str(package), f"gs://{bucket}/templates/"]
 
 
 def template_file(name: str, bucket: str) -> str:

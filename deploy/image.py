@@ -118,17 +118,22 @@ def _digest(folder: Path) -> str:
 
 
 def build_environment(
-    workspace: Path, dockerfile: Dockerfile | None = None, reuse: bool = False
+    workspace: Path,
+    dockerfile: Dockerfile | None = None,
+    reuse: bool = False,
+    runs: int | None = None,
 ) -> Environment:
     """Stage the build context under ``workspace`` and build the image's environment there: a
     fresh virtual environment, then the Dockerfile's RUN commands in order (``pip install``
     of the pinned requirements, of the catalog with ``--no-deps``, ``pip check``), with pip's
     cache allowed (``--no-cache-dir`` only keeps the image small). Records how long each step
-    took. With ``reuse``, an environment built from the same context is kept as it is."""
+    took. With ``reuse``, an environment built from the same context is kept as it is; with
+    ``runs``, only the first that many RUN commands run (1: the pinned requirements alone,
+    without the catalog)."""
     dockerfile, workspace = dockerfile or read(), workspace.resolve()
     context = stage_context(workspace / "template", dockerfile)
     environment = Environment(workspace / "venv", context)
-    stamp, digest = workspace / "venv.digest", _digest(context)
+    stamp, digest = workspace / "venv.digest", f"{_digest(context)}:{runs}"
     if reuse and stamp.is_file() and stamp.read_text() == digest and environment.python.exists():
         return environment
     stamp.unlink(missing_ok=True)
@@ -141,7 +146,7 @@ def build_environment(
         "PIP_DISABLE_PIP_VERSION_CHECK": "1",
         "HOME": os.environ.get("HOME", str(workspace)),
     }
-    for index, command in enumerate(dockerfile.runs, start=1):
+    for index, command in enumerate(dockerfile.runs[:runs], start=1):
         started = time.perf_counter()
         _run(["bash", "-c", command.replace("--no-cache-dir ", "")], context, env)
         environment.seconds[f"RUN {index}: {command}"] = time.perf_counter() - started
@@ -158,6 +163,20 @@ def launcher_environment(
     env = {key: value.replace("${PIPELINE}", pipeline) for key, value in dockerfile.env.items()}
     env["FLEX_TEMPLATE_PYTHON_PY_FILE"] = str(environment.context / dockerfile.launcher_file)
     return env
+
+
+def build_package(workspace: Path, dockerfile: Dockerfile | None = None) -> Path:
+    """The catalog's source distribution built from the image's build context (so it holds what
+    the image installs, and no more): what the job builder's ``packages`` installs."""
+    workspace = workspace.resolve()
+    context = stage_context(workspace / "package", dockerfile)
+    dist = workspace / "dist"
+    shutil.rmtree(dist, ignore_errors=True)
+    code = f"from setuptools import build_meta; print(build_meta.build_sdist({str(dist)!r}))"
+    done = subprocess.run([sys.executable, "-c", code], cwd=context, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"building the package failed:\n{done.stderr[-3000:]}")
+    return dist / done.stdout.strip().splitlines()[-1]
 
 
 BUILT = re.compile(r"built pipeline (\S+) in ([0-9.]+) s")  # logged by catalog.launch

@@ -10,13 +10,37 @@ import logging
 import time
 
 import apache_beam as beam
+import yaml
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.yaml import main as yaml_main
+from apache_beam.yaml import yaml_transform
 
 from clickstream import pipelines
 from clickstream.core import names, templates
 
 _LOG = logging.getLogger(__name__)
+
+
+def export(name: str, parameters: dict[str, str], package: str) -> str:
+    """Spec ``name`` as one self-contained Beam YAML file for the Dataflow job builder: its
+    parameters (checked, defaults filled in) rendered, its ``tests`` left out, and the
+    provider listing inlined with the catalog's package (``package``: a ``gs://`` path of the
+    sdist, or a local one) in ``packages``, so the transforms come from that package alone."""
+    path = pipelines.spec_path(name)
+    rendered = yaml_transform.expand_jinja(
+        path.read_text(), templates.variables(name, parameters), [str(path.parent)]
+    )
+    spec = yaml.safe_load(rendered)
+    spec.pop("tests", None)
+    providers = yaml.safe_load(pipelines.providers_path().read_text())
+    for provider in providers:
+        provider["config"] = {**provider.get("config", {}), "packages": [package]}
+    spec["providers"] = providers
+    header = (
+        f"# {templates.metadata(name)['name']}: exported by `clickstream template export` for the\n"
+        f"# Dataflow job builder; the transforms come from {package}.\n"
+    )
+    return header + yaml.safe_dump(spec, sort_keys=False, width=100)
 
 
 def pipeline_argv(name: str, jinja_variables: dict, beam_args: list[str]) -> list[str]:

@@ -6,15 +6,17 @@ import json
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import pytest
 import yaml
 from conftest import ROOT
 
 from clickstream import pipelines
-from clickstream.core import templates
+from clickstream.core import jsonlines, templates
 from clickstream.deploy import image
 from clickstream.gcp import bigquery_tables
+from clickstream.pipelines import catalog
 
 RUNTIME = {"core", "metadata", "gcp", "transforms", "pipelines"}  # what the image's package holds
 
@@ -145,3 +147,47 @@ def test_launch_local_refuses_an_unknown_parameter_before_building(tmp_path):
     )  # fmt: skip
     assert done.returncode != 0 and "unknown parameter 'inptu'" in done.stderr
     assert not (tmp_path / "image").exists()
+
+
+def test_an_exported_spec_runs_with_the_transforms_from_its_package_alone(
+    stack, lab_data, tmp_path_factory
+):
+    """What the Dataflow job builder does with `clickstream template export`: Beam's own
+    launcher, in an environment with Beam and the pinned requirements but not the catalog; the
+    provider's `packages` (a local path standing in for gs://) brings the transforms."""
+    from clickstream.local import emulators
+
+    workspace = tmp_path_factory.mktemp("job-builder")
+    dockerfile = image.read()
+    assert "templates/requirements.txt" in dockerfile.runs[0]  # the layer without the catalog
+    beam_only = image.build_environment(workspace, dockerfile, runs=1)
+    assert "clickstream" not in in_image(
+        beam_only, "import pkgutil; print(*pkgutil.iter_modules())"
+    )
+    package = image.build_package(workspace)
+    prefix = f"job-builder-{uuid.uuid4().hex[:6]}/"
+    emulators.upload([str(lab_data / "visits-2024-07-0[1-3].jsonl")], prefix)
+    dataset = f"job_builder_{uuid.uuid4().hex[:6]}"
+    bq = bigquery_tables.client()
+    bigquery_tables.ensure_dataset(bq, dataset)
+    exported = workspace / "batch_migration.yaml"
+    exported.write_text(
+        catalog.export(
+            "batch_migration",
+            {"input": f"gs://{stack.project}/{prefix}*.jsonl", "dataset": dataset},
+            str(package),
+        )
+    )
+    done = subprocess.run(
+        [str(beam_only.python), "-m", "apache_beam.yaml.main",
+         f"--yaml_pipeline_file={exported}", "--runner=FnApiRunner"],
+        cwd=workspace,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(Path.home()), **emulators.emulator_env()},
+        capture_output=True, text=True, timeout=1200,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-4000:]
+    visits = sum(
+        len(jsonlines.split(path.read_bytes()))
+        for path in sorted(lab_data.glob("visits-2024-07-0[1-3].jsonl"))
+    )
+    assert bigquery_tables.row_count(bq, f"{bq.project}.{dataset}.visits") == visits

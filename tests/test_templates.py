@@ -1,6 +1,7 @@
 """The flex-template catalog's contracts: metadata ⇔ spec variables, parameter regexes, the
 Dockerfile, the generated docs, the gcloud commands, and the local twin of flex-template run."""
 
+import json
 import re
 import subprocess
 import sys
@@ -8,7 +9,13 @@ from pathlib import Path
 
 import jinja2
 import jinja2.meta
+import jsonschema
 import pytest
+import re2
+import yaml
+from apache_beam.yaml import yaml_transform
+from google.cloud import dataflow_v1beta3
+from google.protobuf import json_format
 
 from clickstream import pipelines
 from clickstream.core import templates
@@ -16,11 +23,6 @@ from clickstream.pipelines import catalog, template_docs
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILT_INS: set[str] = set()  # jinja variables a spec may use that are not template parameters
-PARAM_TYPES = {
-    "TEXT", "BOOLEAN", "NUMBER", "ENUM", "GCS_READ_FILE", "GCS_READ_FOLDER", "GCS_READ_BUCKET",
-    "GCS_WRITE_FILE", "GCS_WRITE_FOLDER", "GCS_WRITE_BUCKET", "BIGQUERY_TABLE", "PUBSUB_TOPIC",
-    "PUBSUB_SUBSCRIPTION",
-}  # fmt: skip
 NAMES = pipelines.names()
 
 
@@ -35,16 +37,51 @@ def test_spec_variables_are_the_template_parameters(name):
     assert _spec_variables(name) == parameters | BUILT_INS
 
 
+METADATA_SCHEMA = json.loads((ROOT / "templates" / "metadata.schema.json").read_text())
+
+
 @pytest.mark.parametrize("name", NAMES)
-def test_metadata_is_complete(name):
+def test_metadata_is_what_dataflow_reads(name):
+    """Valid against the flex-template metadata schema, parsed strictly into Dataflow's own
+    TemplateMetadata message (as gcloud flex-template build reads it), and complete by the
+    catalog's rules: every parameter typed and checked, every optional one with its default."""
     meta = templates.metadata(name)
-    assert meta["name"] and meta["description"] and isinstance(meta["streaming"], bool)
+    jsonschema.validate(meta, METADATA_SCHEMA)
+    json_format.ParseDict(meta, dataflow_v1beta3.TemplateMetadata.pb()())
+    assert isinstance(meta["streaming"], bool)
     for p in meta["parameters"]:
-        assert {"name", "label", "helpText", "isOptional", "paramType", "regexes"} <= set(p), p
-        assert p["paramType"] in PARAM_TYPES
+        assert {"isOptional", "paramType", "regexes"} <= set(p), p
         assert p["regexes"], f"{p['name']} has no regex"
         if p["isOptional"]:
             assert "defaultValue" in p, f"optional {p['name']} needs its default here"
+
+
+def test_the_metadata_schema_is_dataflows_message():
+    """The schema names exactly the fields and parameter types of google.dataflow.v1beta3."""
+
+    def json_names(message) -> set[str]:
+        return {field.json_name for field in message.pb().DESCRIPTOR.fields}
+
+    definitions = METADATA_SCHEMA["definitions"]
+    parameter = definitions["parameter"]["properties"]
+    assert set(METADATA_SCHEMA["properties"]) == json_names(dataflow_v1beta3.TemplateMetadata)
+    assert set(parameter) == json_names(dataflow_v1beta3.ParameterMetadata)
+    option = parameter["enumOptions"]["items"]["properties"]
+    assert set(option) == json_names(dataflow_v1beta3.ParameterMetadataEnumOption)
+    assert parameter["paramType"]["enum"] == [t.name for t in dataflow_v1beta3.ParameterType]
+
+
+@pytest.mark.parametrize(
+    "regex",
+    [r"^(?!goog)[a-z]+$", r"^(?<=a)b$", r"^(a)\1$", r"^[a-z]{1,1024}$", r"^(?>a)b$"],
+)
+def test_the_schema_refuses_what_re2_cannot_read(regex):
+    with pytest.raises(re2.error):
+        re2.compile(regex)
+    meta = {"name": "n", "description": "d", "parameters": [
+        {"name": "p", "label": "P", "helpText": "h", "regexes": [regex]}]}  # fmt: skip
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(meta, METADATA_SCHEMA)
 
 
 def _examples() -> list:
@@ -56,14 +93,17 @@ def _each_example():
         for kind in ("valid", "invalid"):
             for key, values in templates.examples(name)[kind].items():
                 for value in values:
-                    yield pytest.param(name, kind, key, value, id=f"{name}-{kind}-{key}-{value!r}")
+                    shown = repr(value) if len(value) < 40 else f"{value[:20]!r}...({len(value)})"
+                    yield pytest.param(name, kind, key, value, id=f"{name}-{kind}-{key}-{shown}")
 
 
 @pytest.mark.parametrize(("name", "kind", "key", "value"), _examples())
 def test_regexes_accept_examples_and_reject_bad_values(name, kind, key, value):
+    """The same in Python and in RE2 (what Dataflow's launcher and form use)."""
     (parameter,) = [p for p in templates.metadata(name)["parameters"] if p["name"] == key]
-    matches = all(re.fullmatch(regex, value) for regex in parameter["regexes"])
-    assert matches == (kind == "valid")
+    in_python = all(re.fullmatch(regex, value) for regex in parameter["regexes"])
+    in_re2 = all(re2.fullmatch(regex, value) for regex in parameter["regexes"])
+    assert in_python == in_re2 == (kind == "valid")
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -149,6 +189,32 @@ def test_build_dry_run_prints_the_exact_commands():
     ) in result.stdout
     assert f"_IMAGE={image},_PIPELINE=batch_migration ." in result.stdout
     assert "--parameters 'input=gs://your-bucket/visits/*.jsonl'" in result.stdout
+    package = "build/package/dist/clickstream_catalog-0.1.0.tar.gz"
+    assert f"gcloud storage cp {package} gs://my-bucket/templates/" in result.stdout
+    assert result.stdout.count("gcloud storage cp") == 1  # one package for every template
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_export_is_one_self_contained_spec_for_the_job_builder(name):
+    package = "gs://my-bucket/templates/clickstream_catalog-0.1.0.tar.gz"
+    exported = catalog.export(name, templates.example_parameters(name), package)
+    assert "{{" not in exported and "{%" not in exported
+    spec = yaml.safe_load(exported)
+    assert "tests" not in spec
+    (provider,) = spec["providers"]
+    assert provider["config"] == {"packages": [package]}
+    used = {transform["type"] for transform in spec["pipeline"]["transforms"]}
+    assert used <= set(provider["transforms"])
+    yaml_transform.validate_against_schema(spec, "generic")
+
+
+def test_export_refuses_what_the_launcher_would():
+    done = _cli("template", "export", "batch_migration", "--package", "gs://b/c.tar.gz",
+                "--param", "input=gs://my-bucket/x.jsonl", "--param", "inptu=1")  # fmt: skip
+    assert done.returncode != 0 and "unknown parameter 'inptu'" in done.stderr
+    done = _cli("template", "export", "batch_migration", "--package", "gs://b/c.whl",
+                "--param", "input=gs://my-bucket/x.jsonl")  # fmt: skip
+    assert done.returncode != 0 and "sdist (.tar.gz)" in done.stderr
 
 
 def _cli(*args):
