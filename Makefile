@@ -5,7 +5,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 LAB_DATA ?= ../shared/data/lab-visits
-FAST := not stack and not lab and not browser and not image
+FAST := not stack and not lab and not browser and not image and not gcloud
 
 .PHONY: setup setup-browser demo test test-fast lint format bench up down templates lock
 

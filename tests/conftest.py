@@ -15,6 +15,7 @@ TIERS = {  # fixture -> marker of the tests that use it (declared in pyproject.t
     "lab_data": "lab",
     "browser": "browser",
     "image_environment": "image",
+    "gcloud": "gcloud",
 }
 PORT_VARIABLES = tuple(
     f"CLICKSTREAM_{name}_PORT"

@@ -1,0 +1,86 @@
+"""Every gcloud command the catalog prints, runs or documents is one gcloud accepts: gcloud parses
+a command before it authenticates, so offline, with an empty configuration, a well-formed command
+stops at "You do not currently have an active account selected" and a wrong flag or value at
+"unrecognized arguments" or "invalid ... value". Slow (about a second per command): its own
+tier, `gcloud`."""
+
+import concurrent.futures
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+from conftest import ROOT
+
+from clickstream import pipelines
+from clickstream.core import shell, templates
+from clickstream.deploy import subscribers as deployment
+
+WHERE = ("my-project", "europe-west1", "my-bucket", "clickstream", "latest")
+NOT_SIGNED_IN = "You do not currently have an active account selected"
+
+
+def catalog_commands(build_dir) -> list[str]:
+    lines = [shell.line(templates.package_upload_command("/etc/hostname", "my-bucket"))]
+    for name in pipelines.names():
+        lines += [shell.line(c) for c in templates.build_commands(name, *WHERE)]
+        example = templates.example_parameters(name)
+        lines.append(shell.line(templates.run_command(name, *WHERE, example)))
+    target = deployment.Target("my-project", "europe-west1", bucket="my-bucket")
+    for command in (
+        *deployment.topic_commands(target),
+        *deployment.push_commands(target, deployment.stage_function(build_dir)),
+        *deployment.pull_commands(target, deployment.stage_archive(build_dir)),
+    ):
+        lines.append(shell.line(command))
+    return [line for line in lines if line.startswith("gcloud ")]
+
+
+def documented_commands() -> list[str]:
+    """gcloud lines of the docs' code blocks (placeholders in capitals made concrete)."""
+    found = []
+    for page in sorted((ROOT / "docs").rglob("*.md")):
+        text = re.sub(r"\\\n\s*", " ", page.read_text())  # continued lines as one
+        for line in text.splitlines():
+            if line.startswith("gcloud "):
+                concrete = line.replace("PROJECT", "my-project").replace("REGION", "europe-west1")
+                concrete = concrete.replace("BUCKET", "my-bucket").replace("TAG", "latest")
+                found.append(concrete)
+    return found
+
+
+def parses(line: str, config_dir) -> str:
+    """gcloud's verdict on ``line``: its error output."""
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(config_dir),
+        "CLOUDSDK_CONFIG": str(config_dir),
+        "CLOUDSDK_CORE_DISABLE_PROMPTS": "1",
+    }
+    done = subprocess.run(
+        ["bash", "-c", line], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    return done.stderr
+
+
+@pytest.fixture
+def gcloud(tmp_path):
+    """gcloud with an empty configuration (no account)."""
+    if not shutil.which("gcloud"):
+        pytest.fail("gcloud is missing (the Google Cloud CLI of the machine image)")
+    return tmp_path / "gcloud-config"
+
+
+def test_every_printed_and_documented_gcloud_command_is_well_formed(gcloud, tmp_path):
+    lines = sorted(set(catalog_commands(tmp_path / "build") + documented_commands()))
+    assert len(lines) > 20
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        verdicts = dict(zip(lines, pool.map(lambda line: parses(line, gcloud), lines), strict=True))
+    refused = {
+        line: verdict.strip().splitlines()[0] if verdict.strip() else "(no error)"
+        for line, verdict in verdicts.items()
+        if NOT_SIGNED_IN not in verdict
+        or re.search(r"unrecognized arguments|invalid .* value", verdict)
+    }
+    assert not refused, "\n".join(f"{line}\n  -> {why}" for line, why in refused.items())
