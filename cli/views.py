@@ -24,10 +24,10 @@ def register(commands) -> None:
 
 
 def _run(args: argparse.Namespace) -> None:
-    from clickstream.gcp import bigquery_tables, views
+    from clickstream.gcp import views
 
     if args.project is None:
         use_local_stack()
-    bigquery_tables.ensure_tables(args.project, args.dataset)
+    views.ensure_analyst_dataset(args.project, args.dataset)
     for view_id in views.apply_views(args.project, args.dataset):
         print(f"view {view_id} ready")

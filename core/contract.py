@@ -41,6 +41,12 @@ def primary_key(name: str) -> list[str]:
     return table(name)["tableConstraints"]["primaryKey"]["columns"]
 
 
+def version_column(name: str) -> str | None:
+    """The column whose highest value wins among rows of one key (a later update of the same
+    window, say); None when rows of one key are identical."""
+    return table(name).get("versionColumn")
+
+
 def column_names(name: str) -> list[str]:
     return [field["name"] for field in table(name)["schema"]["fields"]]
 

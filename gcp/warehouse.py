@@ -1,29 +1,31 @@
-"""The subscribers' sink: parsed visits into the analyst tables, never duplicating a row.
+"""The one writer of the analyst tables. Every path writes through it (the batch migration, the
+streaming specs, the push and pull subscribers), with the keys of the visit model and the table
+definitions of ``metadata/tables``, and analysts never see a row twice.
 
-Pub/Sub delivers at least once and publishers retry, so the same visit can arrive many times, as
-the same message or as a new one. A write therefore:
+Two strategies, one promise:
 
-1. keeps one row per primary key (``tableConstraints`` in ``metadata/tables``; the keys come from
-   ``transforms.visit``, so they are the batch migration's keys too);
-2. looks those keys up in one query (``UNION ALL`` over the tables concerned), restricted to the
-   partitions the rows belong to: a row's partitioning column is part of its content, so a
-   repeat lands in the same partition and the lookup reads only the batch's days;
-3. streams only the rows whose key is not there yet, each with an insert id made from its key,
-   so two deliveries writing at the same moment are also collapsed by BigQuery (best effort,
-   about a minute; the BigQuery emulator ignores insert ids, the lookup does not need them);
-4. writes the child tables first, at the same time, and ``visits`` last: a visit row means its
-   events are in.
+- **merge** (the batch migration; exact at rest): the rows of a run are loaded into a staging
+  table (load jobs: free on BigQuery and outside the streaming quotas), then one ``MERGE`` per
+  table inserts the rows whose key is not there yet (with a version column, it also replaces a
+  row of a lower version), restricted to the partitions the staged rows belong to, and the
+  staging table is dropped. Re-running the same input adds nothing.
+- **append** (the streaming specs and the subscribers; no query on the hot path): rows are
+  streamed with ``insertAll``, each with an insert id made of its table and key, so BigQuery
+  drops a repeat that comes within about a minute (best effort; the BigQuery emulator does not).
+  A later repeat (a redelivery after a crash, a republished visit, a day loaded by two paths) is
+  a second copy of the row in the table: the ``<table>_unique`` views keep one row per key (the
+  highest version), and ``compact`` removes the copies from partitions the streaming buffer no
+  longer holds.
 
-A write that fails part-way leaves some rows in; retrying it (a redelivery) skips them and adds
-the rest. Every call to BigQuery is bounded by one deadline per write, so a write gives up (and the
-message is redelivered) well before Pub/Sub's ack deadline instead of retrying for minutes.
+What each strategy costs on BigQuery, per million visits: docs/warehouse.md.
 """
 
 import concurrent.futures
 import dataclasses
 import datetime
+import io
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import orjson
 import requests
@@ -35,34 +37,24 @@ from clickstream.core import contract
 from clickstream.core.visit import ParsedRecord
 from clickstream.gcp import bigquery_tables
 
-CHILD_TABLES = ("dead_letter", "page_views", "cart_adds", "purchases", "purchase_items")
-WRITE_ORDER = (*CHILD_TABLES, "visits")  # children together, then visits
 REQUEST_ROWS = 500  # rows per insert request: BigQuery's advice
 REQUEST_BYTES = 9 * 1024 * 1024  # below insertAll's 10 MB limit per request
 KEY_SEPARATOR = "/"
+UNIQUE_SUFFIX = "_unique"  # the view of a table that keeps one row per key
+STAGING_LIFETIME = datetime.timedelta(days=1)  # a failed run's staging table removes itself
 TRANSIENT_ERRORS = (
     api_exceptions.RetryError,  # BigQuery's own retries ran out of time
     api_exceptions.TooManyRequests,
     api_exceptions.ServerError,
     requests.exceptions.ConnectionError,
     requests.exceptions.Timeout,
-    concurrent.futures.TimeoutError,  # a query did not finish in time
+    concurrent.futures.TimeoutError,  # a request did not finish in time
     TimeoutError,
 )
 
 
 class RowsRefused(RuntimeError):
     """BigQuery refused rows of an insert (a schema mismatch, say): retrying will not help."""
-
-
-@dataclasses.dataclass(frozen=True)
-class WriteResult:
-    inserted: dict[str, int]  # new rows per table
-    skipped: int  # rows whose key was already in their table
-
-    @property
-    def rows_inserted(self) -> int:
-        return sum(self.inserted.values())
 
 
 def is_transient(error: BaseException) -> bool:
@@ -82,56 +74,76 @@ def key_sql(table: str) -> str:
     return f"CONCAT({separator.join(parts)})"
 
 
-def _partition_filter(table: str, rows: list[dict], params: list) -> str:
-    """`` AND (...)`` keeping the lookup to the partitions of ``rows`` (partitioning columns are
-    TIMESTAMPs, see metadata/tables); empty for ingestion-time partitioning."""
-    column = contract.table(table)["timePartitioning"].get("field")
-    if not column:
-        return ""
-    moments = [datetime.datetime.fromisoformat(row[column]) for row in rows if row[column]]
-    conditions = []
-    if moments:
-        params.append(bigquery.ScalarQueryParameter(f"{table}_from", "TIMESTAMP", min(moments)))
-        params.append(bigquery.ScalarQueryParameter(f"{table}_to", "TIMESTAMP", max(moments)))
-        conditions.append(f"`{column}` BETWEEN @{table}_from AND @{table}_to")
-    if len(moments) < len(rows):
-        conditions.append(f"`{column}` IS NULL")
-    return f" AND ({' OR '.join(conditions)})"
+def _partition_column(table: str) -> str | None:
+    return contract.table(table).get("timePartitioning", {}).get("field")
 
 
-def _unique_rows(records: Iterable[ParsedRecord]) -> dict[str, dict[str, dict]]:
-    """Rows per table, one per key."""
-    unique: dict[str, dict[str, dict]] = {table: {} for table in WRITE_ORDER}
-    for record in records:
-        for table, rows in record.rows.items():
-            for row in rows:
-                unique[table].setdefault(row_key(table, row), row)
-    return unique
+def _order(table: str) -> str:
+    version = contract.version_column(table)
+    return f" ORDER BY `{version}` DESC" if version else ""
 
 
-def _requests(rows: dict[str, dict]) -> Iterable[list[tuple[str, dict]]]:
-    """(key, row) pairs in groups that fit one insert request."""
+def unique_view(table: str) -> contract.View:
+    """The view of ``table`` that keeps one row per key (the highest version): what analysts
+    and the analyst views read. The partitioning column is a key's content, so it is in the
+    window's partition too, which lets a filter on it prune the table's partitions."""
+    columns = ", ".join(f"`{c}`" for c in contract.column_names(table))
+    keys = [*contract.primary_key(table)]
+    partition = _partition_column(table)
+    if partition and partition not in keys:
+        keys.append(partition)
+    over = ", ".join(f"`{c}`" for c in keys)
+    sql = (
+        f"SELECT {columns} FROM (\n"
+        f"  SELECT *, ROW_NUMBER() OVER (PARTITION BY {over}{_order(table)}) AS _copy\n"
+        f"  FROM `{{project}}.{{dataset}}.{table}`)\n"
+        f"WHERE _copy = 1"
+    )
+    description = (
+        f"{contract.table(table)['description']} One row per key: the table may hold a "
+        "streamed row twice until it is compacted; this view never does."
+    )
+    return contract.View(f"{table}{UNIQUE_SUFFIX}", description, sql)
+
+
+# --- append ----------------------------------------------------------------------------------
+
+
+def _requests(table: str, rows: Iterable[dict]) -> Iterable[list[tuple[str, dict]]]:
+    """(insert id, row) pairs, one per key, in groups that fit one insert request."""
+    unique = {row_key(table, row): row for row in rows}
     group: list[tuple[str, dict]] = []
     size = 0
-    for key, row in rows.items():
+    for key, row in unique.items():
         row_size = len(orjson.dumps(row)) + len(key) + 64  # the row id and JSON framing
         if group and (len(group) == REQUEST_ROWS or size + row_size > REQUEST_BYTES):
             yield group
             group, size = [], 0
-        group.append((key, row))
+        group.append((f"{table}:{key}", row))
         size += row_size
     if group:
         yield group
 
 
+@dataclasses.dataclass(frozen=True)
+class WriteResult:
+    rows: dict[str, int]  # rows sent per table (one per key)
+
+    @property
+    def rows_written(self) -> int:
+        return sum(self.rows.values())
+
+
 class Warehouse:
-    """Writes parsed records to the analyst tables of ``dataset`` (see the module docstring).
+    """The analyst tables of one dataset, written by the append strategy (see the module).
 
     Args:
       dataset: The dataset holding the tables of ``metadata/tables`` (they must exist).
       project: Its project; defaults to the client's (``GOOGLE_CLOUD_PROJECT`` on the stack).
-      deadline: Seconds one ``write`` may take, retries included; then it raises.
+      deadline: Seconds one write may take, retries included; then it raises.
       request_timeout: Seconds one request to BigQuery may take.
+      tables: Where each table's rows go, ``{definition: [project.]dataset.table}``; by default
+        the table of the same name in ``dataset``.
     """
 
     def __init__(
@@ -140,83 +152,249 @@ class Warehouse:
         project: str | None = None,
         deadline: float = 30.0,
         request_timeout: float = 10.0,
+        tables: Mapping[str, str] | None = None,
     ):
         self.client = bigquery_tables.client(project)
         self.dataset = f"{self.client.project}.{dataset}"
         self.deadline, self.request_timeout = deadline, request_timeout
-        self._pool = concurrent.futures.ThreadPoolExecutor(len(CHILD_TABLES), "warehouse")
+        self.tables = {
+            name: bigquery_tables.table_id(target, self.client.project)
+            for name, target in (tables or {}).items()
+        }
+        self._pool = concurrent.futures.ThreadPoolExecutor(len(contract.TABLES), "warehouse")
 
     def table_id(self, table: str) -> str:
-        return f"{self.dataset}.{table}"
+        return self.tables.get(table) or f"{self.dataset}.{table}"
 
     def write(self, records: Iterable[ParsedRecord]) -> WriteResult:
-        """Write the rows of ``records`` whose keys are not in their tables yet. Raises when
-        BigQuery fails or the deadline passes; what was written by then stays, and a retry
-        of the same records completes the write."""
-        deadline = time.monotonic() + self.deadline
-        rows = _unique_rows(records)
-        existing = self._existing_keys(rows, deadline)
-        new = {
-            table: {key: row for key, row in rows[table].items() if key not in existing[table]}
-            for table in WRITE_ORDER
-        }
-        children = [
-            self._pool.submit(self._insert, table, new[table], deadline) for table in CHILD_TABLES
-        ]
-        concurrent.futures.wait(children)  # all done, failed or not, before a retry can start
-        for child in children:
-            child.result()  # raises the first failure
-        self._insert("visits", new["visits"], deadline)
-        inserted = {table: len(new[table]) for table in WRITE_ORDER}
-        total = sum(len(table_rows) for table_rows in rows.values())
-        return WriteResult(inserted, total - sum(inserted.values()))
+        """Append the rows of parsed records (every table of ``metadata.TABLES``)."""
+        rows: dict[str, list[dict]] = {table: [] for table in contract.TABLES}
+        for record in records:
+            for table, table_rows in record.rows.items():
+                rows[table] += table_rows
+        return self.append(rows)
 
-    def _call_options(self, deadline: float) -> tuple[float, float, object]:
-        """(seconds left, request timeout, retry) for one call, within the write's deadline."""
+    def append(self, rows: Mapping[str, Iterable[dict]]) -> WriteResult:
+        """Stream ``rows`` (per table definition) with insert ids made of their keys, the tables
+        at the same time. Raises when BigQuery fails or the deadline passes; what was written
+        by then stays, and writing the same rows again adds no row a reader sees."""
+        deadline = time.monotonic() + self.deadline
+        batches = {table: list(_requests(table, table_rows)) for table, table_rows in rows.items()}
+        futures = [
+            self._pool.submit(self._insert, table, group, deadline)
+            for table, groups in batches.items()
+            for group in groups
+        ]
+        concurrent.futures.wait(futures)  # all done, failed or not, before a retry can start
+        for future in futures:
+            future.result()  # raises the first failure
+        return WriteResult({table: sum(map(len, groups)) for table, groups in batches.items()})
+
+    def _insert(self, table: str, group: list[tuple[str, dict]], deadline: float) -> None:
         left = deadline - time.monotonic()
         if left <= 0:
             raise TimeoutError(f"BigQuery write did not finish within {self.deadline:g} s")
-        return left, min(self.request_timeout, left), DEFAULT_RETRY.with_timeout(left)
-
-    def _existing_keys(self, rows: dict[str, dict[str, dict]], deadline: float) -> dict:
-        """The keys of ``rows`` already in their tables, per table, found with one query."""
-        existing: dict[str, set[str]] = {table: set() for table in rows}
-        selects, params = [], []
-        for table, table_rows in rows.items():
-            if not table_rows:
-                continue
-            first = contract.primary_key(table)[0]  # a STRING in every table
-            values = sorted({row[first] for row in table_rows.values()})
-            params.append(bigquery.ArrayQueryParameter(f"{table}_keys", "STRING", values))
-            where = _partition_filter(table, list(table_rows.values()), params)
-            selects.append(
-                f"SELECT '{table}' AS table_name, {key_sql(table)} AS row_key "
-                f"FROM `{self.table_id(table)}` WHERE `{first}` IN UNNEST(@{table}_keys){where}"
-            )
-        if not selects:
-            return existing
-        left, timeout, retry = self._call_options(deadline)
-        result = self.client.query_and_wait(
-            "\nUNION ALL\n".join(selects),
-            job_config=bigquery.QueryJobConfig(query_parameters=params),
-            api_timeout=timeout,
-            wait_timeout=left,
-            retry=retry,
-            job_retry=None,  # a failed lookup fails the write; the redelivery retries it
+        errors = self.client.insert_rows_json(
+            self.table_id(table),
+            [row for _, row in group],
+            row_ids=[row_id for row_id, _ in group],
+            retry=DEFAULT_RETRY.with_timeout(left),
+            timeout=min(self.request_timeout, left),
         )
-        for table, key in result:
-            existing[table].add(key)
-        return existing
+        if errors:
+            raise RowsRefused(f"BigQuery refused rows of {self.table_id(table)}: {errors[:3]}")
 
-    def _insert(self, table: str, rows: dict[str, dict], deadline: float) -> None:
-        for group in _requests(rows):
-            _, timeout, retry = self._call_options(deadline)
-            errors = self.client.insert_rows_json(
-                self.table_id(table),
-                [row for _, row in group],
-                row_ids=[f"{table}:{key}" for key, _ in group],
-                retry=retry,
-                timeout=timeout,
+
+# --- merge -----------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Staged:
+    """What a load into a staging table held: its rows, and the range of the table's
+    partitioning column among them (``None``: no row had a value)."""
+
+    rows: int = 0
+    earliest: str | None = None
+    latest: str | None = None
+    undated: bool = False  # some rows have no partitioning value
+
+    def __add__(self, other: "Staged") -> "Staged":
+        dates = [d for d in (self.earliest, other.earliest, self.latest, other.latest) if d]
+        return Staged(
+            self.rows + other.rows,
+            min(dates, key=_moment) if dates else None,
+            max(dates, key=_moment) if dates else None,
+            self.undated or other.undated,
+        )
+
+
+def _moment(text: str) -> datetime.datetime:
+    return datetime.datetime.fromisoformat(text)
+
+
+def staging_ref(target: bigquery.TableReference, run_id: str) -> bigquery.TableReference:
+    """The staging table of a run for ``target``."""
+    return bigquery.TableReference(
+        bigquery.DatasetReference(target.project, target.dataset_id),
+        f"_staging_{target.table_id}_{run_id}",
+    )
+
+
+def create_staging(bq: bigquery.Client, ref: bigquery.TableReference, table: str) -> None:
+    """A plain table with the schema of ``table`` that expires by itself after a day."""
+    staging = bigquery_tables.table_resource(ref, table)
+    staging.time_partitioning = None
+    staging.clustering_fields = None
+    staging.table_constraints = None  # staging holds duplicates until the merge
+    staging.description = f"Staging rows for {table}; merged and dropped at the end of a run."
+    staging.expires = datetime.datetime.now(datetime.UTC) + STAGING_LIFETIME
+    bq.create_table(staging, exists_ok=True)
+
+
+def load(
+    bq: bigquery.Client, staging: bigquery.TableReference, table: str, rows: list[dict]
+) -> Staged:
+    """Append ``rows`` to the staging table with one load job; what they hold. The rows go up
+    as newline-delimited JSON in a resumable upload (no size given): the BigQuery emulator
+    refuses the client's small multipart uploads."""
+    config = bigquery.LoadJobConfig(
+        schema=bigquery_tables.table_resource(staging, table).schema,
+        source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON,
+        write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
+    )
+    data = io.BytesIO(b"\n".join(orjson.dumps(row) for row in rows))
+    bq.load_table_from_file(data, staging, job_config=config).result()
+    column = _partition_column(table)
+    dates = [row[column] for row in rows if column and row.get(column)]
+    return Staged(
+        len(rows),
+        min(dates, key=_moment) if dates else None,
+        max(dates, key=_moment) if dates else None,
+        bool(column) and len(dates) < len(rows),
+    )
+
+
+def merge_statement(target: str, staging: str, table: str, staged: Staged) -> str:
+    """MERGE that inserts the staged rows whose key is not in the target yet (the staged rows
+    deduplicated on the key first); with the table's version column, the staged row of the
+    highest version wins, and it also replaces a target row of a lower version. The target is
+    read only in the partitions of the staged rows."""
+    key = contract.primary_key(table)
+    columns = contract.column_names(table)
+    listed = ", ".join(f"`{c}`" for c in columns)
+    on = " AND ".join(f"T.`{c}` = S.`{c}`" for c in key)
+    column = _partition_column(table)
+    if column and (staged.earliest or staged.undated):
+        ranges = []
+        if staged.earliest:
+            ranges.append(
+                f"T.`{column}` BETWEEN TIMESTAMP('{staged.earliest}') "
+                f"AND TIMESTAMP('{staged.latest}')"
             )
-            if errors:
-                raise RowsRefused(f"BigQuery refused rows of {self.table_id(table)}: {errors[:3]}")
+        if staged.undated:
+            ranges.append(f"T.`{column}` IS NULL")
+        on += f" AND ({' OR '.join(ranges)})"
+    values = ", ".join(f"S.`{c}`" for c in columns)
+    partition = ", ".join(f"`{c}`" for c in key)
+    version = contract.version_column(table)
+    update = ""
+    if version:
+        assignments = ", ".join(f"`{c}` = S.`{c}`" for c in columns if c not in key)
+        update = f"WHEN MATCHED AND S.`{version}` > T.`{version}` THEN UPDATE SET {assignments}\n"
+    return (
+        f"MERGE `{target}` T\n"
+        f"USING (SELECT {listed} FROM (\n"
+        f"  SELECT {listed}, ROW_NUMBER() OVER (PARTITION BY {partition}{_order(table)}) AS _n\n"
+        f"  FROM `{staging}`) WHERE _n = 1) S\n"
+        f"ON {on}\n"
+        f"{update}"
+        f"WHEN NOT MATCHED THEN INSERT ({listed}) VALUES ({values})"
+    )
+
+
+def merge(
+    bq: bigquery.Client,
+    target: bigquery.TableReference,
+    staging: bigquery.TableReference,
+    table: str,
+    staged: Staged,
+) -> int:
+    """Merge the staging table into the target (created from its definition when missing) and
+    drop it; the rows new or updated."""
+    bigquery_tables.create_table(bq, target, table)
+    if not staged.rows:
+        bq.delete_table(staging, not_found_ok=True)
+        return 0
+    sql = merge_statement(_id(target), _id(staging), table, staged)
+    job = bq.query(sql)
+    job.result()
+    bq.delete_table(staging, not_found_ok=True)
+    return job.num_dml_affected_rows or 0
+
+
+def _id(ref: bigquery.TableReference) -> str:
+    return f"{ref.project}.{ref.dataset_id}.{ref.table_id}"
+
+
+# --- compaction ------------------------------------------------------------------------------
+
+
+def duplicated_partitions(bq: bigquery.Client, table_id: str, table: str) -> list[str | None]:
+    """The days (partitions of the table's partitioning column, ``None`` for rows without a
+    value) that hold a key more than once."""
+    column = _partition_column(table)
+    day = f"DATE(`{column}`)" if column else "NULL"  # ingestion-time partitions: one group
+    keys = ", ".join(f"`{c}`" for c in contract.primary_key(table))
+    sql = (
+        f"SELECT DISTINCT CAST(day AS STRING) FROM (SELECT {day} AS day, COUNT(*) AS copies "
+        f"FROM `{table_id}` GROUP BY day, {keys}) WHERE copies > 1 ORDER BY 1"
+    )
+    return [row[0] for row in bq.query(sql).result()]
+
+
+def _day(column: str, day: str | None, alias: str = "") -> str:
+    """The filter of one day of ``column`` (``None``: the rows without a value)."""
+    field = f"{alias}`{column}`"
+    if day is None:
+        return f"{field} IS NULL"
+    start = f"TIMESTAMP('{day}')"
+    return f"{field} >= {start} AND {field} < TIMESTAMP_ADD({start}, INTERVAL 1 DAY)"
+
+
+def compaction_statement(table_id: str, table: str, day: str | None) -> str:
+    """A MERGE that replaces the rows of one day (the whole table when it is partitioned by
+    ingestion time) by one row per key, the highest version: every row of the day is deleted and
+    the first copy of each key inserted back, in one statement."""
+    column = _partition_column(table)
+    source = _day(column, day) if column else "TRUE"
+    target = _day(column, day, "T.") if column else "TRUE"
+    columns = ", ".join(f"`{c}`" for c in contract.column_names(table))
+    keys = ", ".join(f"`{c}`" for c in contract.primary_key(table))
+    return (
+        f"MERGE `{table_id}` T\n"
+        f"USING (SELECT {columns} FROM (\n"
+        f"  SELECT *, ROW_NUMBER() OVER (PARTITION BY {keys}{_order(table)}) AS _copy\n"
+        f"  FROM `{table_id}` WHERE {source}) WHERE _copy = 1) S\n"
+        "ON FALSE\n"
+        f"WHEN NOT MATCHED BY SOURCE AND {target} THEN DELETE\n"
+        f"WHEN NOT MATCHED THEN INSERT ({columns}) VALUES ({columns})"
+    )
+
+
+def compact(bq: bigquery.Client, table_id: str, table: str, before: datetime.date) -> dict:
+    """Remove the extra copies of keys from the days of ``table_id`` before ``before`` (rows
+    streamed in the last half hour cannot change, so today's partition waits): {day: rows
+    removed}. A day that fails (streaming buffer, concurrent DML) is left for the next run and
+    reported as its error text."""
+    done: dict = {}
+    for day in duplicated_partitions(bq, table_id, table):
+        if day is not None and datetime.date.fromisoformat(day) >= before:
+            continue
+        before_rows = bigquery_tables.row_count(bq, table_id)
+        try:
+            bq.query(compaction_statement(table_id, table, day)).result()
+        except api_exceptions.GoogleAPICallError as error:
+            done[day] = f"not compacted: {error.message}"
+            continue
+        done[day] = before_rows - bigquery_tables.row_count(bq, table_id)
+    return done

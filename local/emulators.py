@@ -168,12 +168,11 @@ def up(dataset: str = names.DATASET) -> None:
     os.environ.update(emulator_env())
     _ensure_bucket(s)
     print(f"{'storage':<8} bucket gs://{s.project} ready")
-    from clickstream.gcp import bigquery_tables, views  # heavy imports, only needed here
+    from clickstream.gcp import views  # heavy imports, only needed here
 
-    tables = bigquery_tables.ensure_tables(s.project, dataset)
-    print(f"{'bigquery':<8} dataset {s.project}.{dataset} ready ({len(tables)} tables)")
-    applied = views.apply_views(s.project, dataset)
-    print(f"{'bigquery':<8} views of {s.project}.{dataset} ready ({len(applied)} views)")
+    tables = views.ensure_analyst_dataset(s.project, dataset)
+    count = len(views.analyst_views())
+    print(f"{'bigquery':<8} dataset {s.project}.{dataset} ready ({tables} tables, {count} views)")
 
 
 def down() -> None:

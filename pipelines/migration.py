@@ -4,7 +4,7 @@ import logging
 import time
 
 from clickstream.core import contract, templates, visit
-from clickstream.gcp import bigquery_tables
+from clickstream.gcp import bigquery_tables, views
 from clickstream.pipelines import catalog
 from clickstream.transforms import visit_lines
 
@@ -55,7 +55,7 @@ def migrate(
         "migrating %d files (%.1f MB) from %s into %s", len(files), megabytes, input_path, dataset
     )
     client = bigquery_tables.client(project)
-    bigquery_tables.ensure_tables(client.project, dataset)
+    views.ensure_analyst_dataset(client.project, dataset)
     given = {"input": input_path, "dataset": dataset, "bigquery_project": client.project}
     if dead_letter_table:
         given["dead_letter_table"] = dead_letter_table

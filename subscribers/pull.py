@@ -3,11 +3,12 @@
 - Streaming pull with flow control: at most ``max_messages`` messages are held (received and not
   yet acked), so a slow BigQuery slows the pull down instead of filling memory.
 - Messages are written in batches (``batch_size``, or what came within ``max_latency`` seconds of
-  the first) through ``subscribers.warehouse``: one key lookup and a few inserts per batch.
+  the first) by the one writer (``clickstream.gcp.warehouse``): a few inserts per batch, each
+  row with an insert id made of its key, no query.
 - A message is acked only after its batch is written. A failed batch is nacked: Pub/Sub
   redelivers it with backoff, then moves it to the dead-letter topic. A crash at any point loses
-  nothing: unacked messages come back when their lease runs out, and rows already written are
-  skipped.
+  nothing: unacked messages come back when their lease runs out, and rows written twice are
+  never seen twice through the ``<table>_unique`` views.
 - SIGTERM (or SIGINT): stop taking messages, write and ack those received, nack the ones that
   arrive meanwhile, close the stream and exit 0 (1 if writing them failed).
 - ``GET /healthz`` on the health port: 200 while the pull loop makes progress; 503 when it is
@@ -204,10 +205,10 @@ class PullSubscriber:
         for message in batch:
             message.ack()
         visits = sum(record.visit_loaded for record in records)
-        self.stats.update(batches=1, acked=len(batch), visits=visits, rows=result.rows_inserted)
+        self.stats.update(batches=1, acked=len(batch), visits=visits, rows=result.rows_written)
         _LOG.info(
-            "batch %d: %d messages, %d visits, %d new rows, %d already there (%.2f s)",
-            *(number, len(batch), visits, result.rows_inserted, result.skipped),
+            "batch %d: %d messages, %d visits, %d rows written (%.2f s)",
+            *(number, len(batch), visits, result.rows_written),
             time.monotonic() - started,
         )
 

@@ -2,11 +2,13 @@
 
 Pub/Sub POSTs each message as a push envelope (``{"message": {"data": base64, "messageId": ...},
 "subscription": ...}``). The visit is parsed by the visit model (source ``pubsub:<message id>``)
-and written by ``subscribers.warehouse``, so a redelivered or republished visit adds no row.
+and appended by the one writer (``clickstream.gcp.warehouse``) with insert ids made of its keys:
+no query per message; a redelivered or republished visit is never seen twice through the
+``<table>_unique`` views.
 The status code tells Pub/Sub what to do (2xx acks, anything else is redelivered with backoff,
 then moved to the dead-letter topic):
 
-- 200: written, or already there; also for a message that is not a visit, which is recorded in
+- 200: written; also for a message that is not a visit, which is recorded in
   ``dead_letter`` with its payload and reason (retrying cannot fix it);
 - 400: not a push envelope (not JSON, no message or message id, data not base64): not Pub/Sub;
 - 401 / 403: verification on and the token missing or invalid / of another identity;
@@ -20,8 +22,8 @@ subscription's 60 s ack deadline), ``PUSH_MAX_REQUEST_BYTES`` (default 10 MiB), 
 verification ``PUSH_AUDIENCE`` with ``PUSH_SERVICE_ACCOUNT`` (both, or neither: verification off)
 and optionally ``PUSH_CERTS_URL`` (Google's by default).
 
-Locally: ``functions-framework --target receive --source subscribers/push.py`` with the repository
-on ``PYTHONPATH`` (``clickstream subscribe push`` does that and creates the subscription).
+Locally: ``functions-framework --target receive --source subscribers/push.py`` in the project's
+environment (``clickstream subscribe push`` does that and creates the subscription).
 """
 
 import base64
@@ -138,19 +140,17 @@ def handle(request: flask.Request) -> flask.Response:
         return _answer(503, error="BigQuery unavailable; retry")
     dead = len(record.rows["dead_letter"])
     _LOG.info(
-        "message %s: %s, %d new rows, %d already there",
+        "message %s: %s, %d rows written",
         message_id,
         "visit loaded" if record.visit_loaded else "not a visit (dead letter)",
-        result.rows_inserted,
-        result.skipped,
+        result.rows_written,
     )
     return _answer(
         200,
         message_id=message_id,
         visit_loaded=record.visit_loaded,
         dead_letters=dead,
-        rows_inserted=result.rows_inserted,
-        rows_skipped=result.skipped,
+        rows_written=result.rows_written,
     )
 
 

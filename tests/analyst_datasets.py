@@ -6,7 +6,6 @@ import functools
 from decimal import Decimal
 from pathlib import Path
 
-from clickstream.gcp import views
 from clickstream.pipelines import migration
 
 FIXTURE = Path(__file__).parent / "fixtures" / "analyst" / "visits.jsonl"
@@ -123,11 +122,10 @@ FIXTURE_RESULTS = {
 
 @functools.cache
 def loaded(path: str, dataset: str) -> str:
-    """Migrates ``path`` into ``dataset`` of the running local stack and applies the views, once
-    per session; returns the dataset."""
+    """Migrates ``path`` into ``dataset`` of the running local stack (the migration applies the
+    views), once per session; returns the dataset."""
     report = migration.migrate(path, dataset)
     assert report["reconciled"] and report["visits_rejected"] == 0, report
-    views.apply_views(None, dataset)
     return dataset
 
 

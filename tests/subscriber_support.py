@@ -4,6 +4,7 @@ of messages must become in BigQuery, and the batch migration they are compared w
 import base64
 import collections
 import contextlib
+import datetime
 import os
 import signal
 import subprocess
@@ -15,7 +16,7 @@ import orjson
 import requests
 from conftest import ROOT, free_ports
 
-from clickstream.core import jsonlines, visit
+from clickstream.core import contract, jsonlines, visit
 from clickstream.gcp import bigquery_tables, warehouse
 
 MALFORMED = (b"{not json", b"[1, 2]", b"\xff\xfe not utf-8")  # Pub/Sub refuses empty data
@@ -112,22 +113,38 @@ def expected_rows(messages: dict[str, bytes]) -> dict[str, int]:
     for message_id, payload in messages.items():
         for table, rows in visit.parse_visit(payload, f"pubsub:{message_id}").rows.items():
             keys[table].update(warehouse.row_key(table, row) for row in rows)
-    return {table: len(keys[table]) for table in warehouse.WRITE_ORDER}
+    return {table: len(keys[table]) for table in contract.TABLES}
 
 
-def table_counts(dataset: str) -> dict[str, int]:
+def visible_counts(dataset: str) -> dict[str, int]:
+    """Rows per table as analysts see them: through the ``<table>_unique`` views."""
     bq = bigquery_tables.client()
     return {
-        table: bigquery_tables.row_count(bq, f"{bq.project}.{dataset}.{table}")
-        for table in warehouse.WRITE_ORDER
+        table: bigquery_tables.row_count(
+            bq, f"{bq.project}.{dataset}.{table}{warehouse.UNIQUE_SUFFIX}"
+        )
+        for table in contract.TABLES
     }
+
+
+def compacted_counts(dataset: str) -> dict[str, int]:
+    """Rows per table once every day of every table is compacted (the emulator keeps no
+    streaming buffer, so today's rows can be compacted too)."""
+    bq = bigquery_tables.client()
+    tomorrow = datetime.date.today() + datetime.timedelta(days=1)
+    counts = {}
+    for table in contract.TABLES:
+        table_id = f"{bq.project}.{dataset}.{table}"
+        warehouse.compact(bq, table_id, table, tomorrow)
+        counts[table] = bigquery_tables.row_count(bq, table_id)
+    return counts
 
 
 def duplicate_keys(dataset: str) -> dict[str, int]:
     """Per table, how many keys appear more than once (all zero when nothing is duplicated)."""
     bq = bigquery_tables.client()
     found = {}
-    for table in warehouse.WRITE_ORDER:
+    for table in contract.TABLES:
         sql = (
             f"SELECT COUNT(*) FROM (SELECT {warehouse.key_sql(table)} AS k "
             f"FROM `{bq.project}.{dataset}.{table}` GROUP BY k HAVING COUNT(*) > 1)"

@@ -58,7 +58,7 @@ def test_up_status_up_again_down(stack_state, capsys):
     assert child.returncode == 0, child.stderr
     assert "removed stale pid file" in child.stdout
     assert child.stdout.count(" started on 127.0.0.1:") == 4
-    assert "(6 tables)" in child.stdout
+    assert "(7 tables, 12 views)" in child.stdout
 
     running = emulators.status()
     assert all(row["running"] and row["answers"] for row in running.values()), running

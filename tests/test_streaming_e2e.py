@@ -15,7 +15,7 @@ import uuid
 
 import pytest
 
-from clickstream.gcp import pubsub
+from clickstream.gcp import pubsub, views
 from clickstream.simulator import publisher, visits
 
 DEADLINE = 120.0  # seconds for the data to arrive once published
@@ -87,7 +87,7 @@ def test_simulated_visits_reach_bigquery_and_raw_files(stack, tmp_path):
     run = uuid.uuid4().hex[:8]
     bq = bigquery_tables.client()
     dataset = f"e2e_{run}"
-    bigquery_tables.ensure_tables(bq.project, dataset)
+    views.ensure_analyst_dataset(bq.project, dataset)
     raw, to_bigquery = _subscriptions(stack.project, f"e2e-{run}", "raw", "bq")
     output = f"gs://{stack.project}/e2e-{run}/"
     plan = visits.Plan(1200, count=20, seed=9, malformed_rate=0.15)

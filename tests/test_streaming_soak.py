@@ -28,7 +28,7 @@ from subscriber_support import answers, running, subprocess_env, wait_until
 
 from clickstream import pipelines
 from clickstream.core import templates
-from clickstream.gcp import bigquery_tables, pubsub
+from clickstream.gcp import bigquery_tables, pubsub, views
 from clickstream.pipelines import local_runner
 from clickstream.simulator import visits
 
@@ -115,14 +115,14 @@ def stream(name: str, subscription: str, topic: str, *params: str) -> list[str]:
 
 
 def loaded_sessions(project: str, dataset: str) -> set[str]:
-    return {r[0] for r in query(f"SELECT session_id FROM `{project}.{dataset}.visits`")}
+    return {r[0] for r in query(f"SELECT session_id FROM `{project}.{dataset}.visits_unique`")}
 
 
 def dead_letter_payloads(project: str, dataset: str, level: str = "visit") -> list[str]:
     return [
         r[0]
         for r in query(
-            f"SELECT payload FROM `{project}.{dataset}.dead_letter` WHERE level = '{level}'"
+            f"SELECT payload FROM `{project}.{dataset}.dead_letter_unique` WHERE level = '{level}'"
         )
     ]
 
@@ -153,7 +153,7 @@ def test_soak_every_consumer_reconciles_and_minutes_match(stack, tmp_path):
     pubsub.ensure_topic(stack.project, path)
     datasets = {name: f"soak_{name}_{run}" for name in ("bq", "ppm", "pull", "push")}
     for dataset in datasets.values():
-        bigquery_tables.ensure_tables(stack.project, dataset)
+        views.ensure_analyst_dataset(stack.project, dataset)
     sub = {name: f"projects/{stack.project}/subscriptions/{topic}-{name}" for name in datasets}
     push_port, health_port = free_ports(2)
     env = subprocess_env()
@@ -202,11 +202,9 @@ def test_soak_every_consumer_reconciles_and_minutes_match(stack, tmp_path):
             }  # fmt: skip
             pytest.fail(f"published {published}, valid {len(source.valid)}: {counts}\n{logs_text}")
         assert stop(bq) == 0 and stop(ppm) == 0  # drained
-    ppm_table = f"`{stack.project}.{datasets['ppm']}.page_view_counts`"
-    latest = query(
+    latest = query(  # the highest pane of each minute and page, as analysts read it
         f"SELECT FORMAT_TIMESTAMP('%Y-%m-%dT%H:%M:%S+00:00', window_start), page_path, "
-        f"page_views FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, page_path "
-        f"ORDER BY pane_index DESC) AS n FROM {ppm_table}) WHERE n = 1"
+        f"page_views FROM `{stack.project}.{datasets['ppm']}.page_view_counts_unique`"
     )
     counted = {(minute, page): views for minute, page, views in latest}
     expected = expected_page_views_per_minute(source.valid)
@@ -238,7 +236,7 @@ def test_ctrl_c_drains_and_every_acknowledged_message_is_written(stack, tmp_path
     path = f"projects/{stack.project}/topics/{topic}"
     subscription = f"projects/{stack.project}/subscriptions/{topic}-bq"
     pubsub.ensure_topic(stack.project, path)
-    bigquery_tables.ensure_tables(stack.project, dataset)
+    views.ensure_analyst_dataset(stack.project, dataset)
     log = tmp_path / "stream.log"
     # A long write interval: at the stop, most of what was received is not written yet.
     command = stream("streaming_to_bigquery", subscription, topic,

@@ -284,11 +284,11 @@ def test_raw_to_gcs_spec_writes_every_message_to_its_window_file(tmp_path):
 
 
 def _dataset(prefix: str) -> tuple:
-    from clickstream.gcp import bigquery_tables
+    from clickstream.gcp import bigquery_tables, views
 
     bq = bigquery_tables.client()
     dataset = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    bigquery_tables.ensure_tables(bq.project, dataset)
+    views.ensure_analyst_dataset(bq.project, dataset)
     return bq, dataset
 
 
@@ -345,7 +345,7 @@ def test_page_views_per_minute_spec_updates_late_minutes_in_place(stack):
     table = f"`{bq.project}.{dataset}"
     counts = _rows(
         bq,
-        f"SELECT page_path, page_views, timing, pane_index FROM {table}.page_view_counts` "
+        f"SELECT page_path, page_views, timing, pane_index FROM {table}.page_view_counts_unique` "
         f"WHERE window_start = '{at(0).isoformat()}'",
     )
     assert counts == [("*", 4, "LATE", 1), ("/cart", 1, "ON_TIME", 0), ("/home", 3, "LATE", 1)]

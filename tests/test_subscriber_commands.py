@@ -16,14 +16,14 @@ from subscriber_support import (
     expected_rows,
     running,
     subprocess_env,
-    table_counts,
+    visible_counts,
     wait_until,
 )
 
 from clickstream.cli import main as cli
 from clickstream.core import contract, jsonlines
 from clickstream.deploy import subscribers as deployment
-from clickstream.gcp import bigquery_tables
+from clickstream.gcp import views
 
 PROJECT, REGION = "demo-project", "europe-west1"
 
@@ -37,7 +37,7 @@ def test_both_subscribers_run_with_one_command_each(stack, lab_data, tmp_path):
     visits = tmp_path / "visits.jsonl"
     visits.write_bytes(b"\n".join(list(jsonlines.read([str(lab_data / "*-07-20.jsonl")]))[:20]))
     for dataset in ("cli_push", "cli_pull"):
-        bigquery_tables.ensure_tables(stack.project, dataset)
+        views.ensure_analyst_dataset(stack.project, dataset)
     push_port, health_port = free_ports(2)
     # A topic of its own (default: visits), so that no other test's subscription gets these.
     topic = ("--topic", "cli-visits")
@@ -69,7 +69,7 @@ def test_both_subscribers_run_with_one_command_each(stack, lab_data, tmp_path):
         )
         expected = expected_rows(dict(enumerate(visits.read_bytes().splitlines())))
         for dataset in ("cli_push", "cli_pull"):  # one topic, two subscriptions, same rows
-            wait_until(lambda d=dataset: table_counts(d) == expected, 60, f"rows in {dataset}")
+            wait_until(lambda d=dataset: visible_counts(d) == expected, 60, f"rows in {dataset}")
         for process in (puller, pusher):
             process.terminate()
             assert process.wait(timeout=60) == 0

@@ -15,7 +15,7 @@ import analyst_datasets
 import pytest
 
 from clickstream.cli import views as views_command
-from clickstream.core import contract
+from clickstream.core import contract, jsonlines, visit
 from clickstream.gcp import bigquery_tables, views
 
 VIEW_NAMES = sorted(analyst_datasets.FIXTURE_RESULTS)
@@ -68,7 +68,9 @@ def test_apply_views_is_idempotent_and_replaces_stale_views(stack):
 
     first = views.apply_views(None, dataset)
     second = views.apply_views(None, dataset)
-    assert first == second == [f"{bq.project}.{dataset}.{name}" for name in VIEW_NAMES]
+    names = [view.name for view in views.analyst_views()]
+    assert first == second == [f"{bq.project}.{dataset}.{name}" for name in names]
+    assert names[-len(VIEW_NAMES) :] == VIEW_NAMES  # the one-row-per-key views come first
     for view in contract.views():
         table = bq.get_table(f"{bq.project}.{dataset}.{view.name}")
         assert (table.table_type, table.description) == ("VIEW", view.description)
@@ -81,8 +83,48 @@ def test_views_apply_command(stack, capsys):
     args = parser.parse_args(["views", "apply", "--dataset", "analyst_cli"])
     args.run(args)
     out = capsys.readouterr().out.splitlines()
-    assert out == [f"view {stack.project}.analyst_cli.{name} ready" for name in VIEW_NAMES]
+    names = [view.name for view in views.analyst_views()]
+    assert out == [f"view {stack.project}.analyst_cli.{name} ready" for name in names]
     assert view_rows("analyst_cli", "visits_by_page") == []
+
+
+def test_unique_views_show_each_key_once_and_compaction_removes_the_copies(stack):
+    """A redelivery beyond BigQuery's insert-id window leaves a second copy of a row, and a late
+    update of a minute a second version: the views show one row per key, the highest version,
+    and compacting the days removes the rest."""
+    from clickstream.gcp import warehouse
+
+    dataset = "analyst_unique"
+    views.ensure_analyst_dataset(None, dataset)
+    bq = bigquery_tables.client()
+    view = functools.partial(view_rows, dataset)
+    first_visit = jsonlines.split(analyst_datasets.FIXTURE.read_bytes())[0]
+    page_view = visit.parse_visit(first_visit, "fixture:1").rows["page_views"][0]
+    bq.insert_rows_json(f"{bq.project}.{dataset}.page_views", [page_view, page_view])
+    minute = {
+        "window_start": "2024-07-01T09:00:00+00:00",
+        "window_end": "2024-07-01T09:01:00+00:00",
+        "page_path": "*",
+        "timing": "ON_TIME",
+    }
+    counts = [{**minute, "page_views": 3, "pane_index": 0}, {**minute, "page_views": 4,
+              "pane_index": 1, "timing": "LATE"}]  # fmt: skip
+    bq.insert_rows_json(f"{bq.project}.{dataset}.page_view_counts", counts[::-1])
+    assert len(view("page_views")) == 2 and len(view("page_views_unique")) == 1
+    ((latest,),) = [[r["page_views"] for r in view("page_view_counts_unique")]]
+    assert latest == 4
+
+    tomorrow = datetime.date.today() + datetime.timedelta(days=1)
+    for table in ("page_views", "page_view_counts"):
+        removed = warehouse.compact(bq, f"{bq.project}.{dataset}.{table}", table, tomorrow)
+        assert removed == {"2024-07-01": 1}
+        assert warehouse.compact(bq, f"{bq.project}.{dataset}.{table}", table, tomorrow) == {}
+    assert len(view("page_views")) == 1
+    assert [r["page_views"] for r in view("page_view_counts")] == [4]
+    # Days not yet past (the streaming buffer may hold their rows) wait.
+    bq.insert_rows_json(f"{bq.project}.{dataset}.page_views", [page_view])
+    day = datetime.date.fromisoformat(page_view["event_timestamp"][:10])
+    assert warehouse.compact(bq, f"{bq.project}.{dataset}.page_views", "page_views", day) == {}
 
 
 def test_views_apply_without_stack_says_how_to_start_it(monkeypatch):

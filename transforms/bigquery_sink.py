@@ -1,27 +1,38 @@
-"""A pure-Python BigQuery sink for Beam YAML that writes without duplicates.
+"""Pure-Python BigQuery sinks for Beam YAML, on the catalog's one writer (``gcp/warehouse.py``).
 
 Beam YAML's stock WriteToBigQuery is Java-backed (an expansion-service jar fetched from Maven) and
 Beam Python's own sink cannot reach the BigQuery emulator, so the catalog writes with the
 google-cloud-bigquery client: the same code against the local stack and against BigQuery.
+
+Bounded input (batch) takes the writer's merge strategy: each worker loads its rows into a
+staging table per table with load jobs, then one MERGE per table brings them in, once. Unbounded
+input (streaming) takes its append strategy, in batches gathered by Beam's
+``GroupIntoBatches.WithShardedKey`` (keys sharded over the workers, as Beam's own BigQuery sink
+does): a batch is written ``triggering_frequency`` seconds of processing time after its first
+element, when it reaches ``ELEMENTS_PER_APPEND``, and when the input ends (a drained job).
+
+Not a trigger: Python's trigger driver never re-arms AfterProcessingTime inside AfterAny (it asks
+sub-triggers ``should_fire`` in the watermark domain only), so
+``Repeatedly(AfterAny(AfterProcessingTime, AfterWatermark))`` fires once per key and never again
+on Beam's local runners (apache/beam#19133). Timers do not have that flaw.
 """
 
 import datetime
 import decimal
-import itertools
 import logging
 import time
 import uuid
 
 import apache_beam as beam
-from apache_beam.transforms.window import GlobalWindows
+from apache_beam.transforms.window import GlobalWindow, GlobalWindows
 from apache_beam.utils.windowed_value import WindowedValue
-from google.cloud import bigquery
 
 from clickstream.core import contract, names
-from clickstream.gcp import bigquery_tables
+from clickstream.gcp import bigquery_tables, warehouse
 
 _LOG = logging.getLogger(__name__)
-ROWS_PER_WRITE = 10_000  # streaming: rows per staging table and merge, at most
+ROWS_PER_LOAD = 50_000  # batch: rows of one table a worker holds before a load job, at most
+ELEMENTS_PER_APPEND = 500  # streaming: elements (rows, or visits' records) per write, at most
 
 
 def _json_value(value):
@@ -37,163 +48,191 @@ def _json_row(row) -> dict:
     return {name: _json_value(value) for name, value in fields.items()}
 
 
-class _Target:
-    """Where one sink writes: the table, its staging tables and a client."""
+class _Destinations:
+    """Where each table definition's rows go, and the clients that write them."""
 
-    def __init__(
-        self, table: str, schema: str, project: str | None, run_id: str, version: str | None
-    ):
-        self.table, self.schema, self.project, self.run_id = table, schema, project, run_id
-        self.version = version
+    def __init__(self, tables: dict[str, str], project: str | None):
+        self.tables, self.project = tables, project
 
-    def connect(self) -> None:
+    def setup(self) -> None:
         self.client = bigquery_tables.client(self.project)
-        self.ref = bigquery_tables.table_ref(self.table, self.client.project)
-        self.staging = self.staging_for("")
+        self.refs = {
+            name: bigquery_tables.table_ref(table, self.client.project)
+            for name, table in self.tables.items()
+        }
 
-    def staging_for(self, suffix: str) -> bigquery.TableReference:
-        """The run's staging table (``suffix`` empty), or one of its panes'."""
-        return bigquery.TableReference(
-            bigquery.DatasetReference(self.ref.project, self.ref.dataset_id),
-            f"_staging_{self.ref.table_id}_{self.run_id}{suffix}",
-        )
-
-    @property
-    def table_id(self) -> str:
-        return _table_id(self.ref)
-
-    def insert(self, staging: bigquery.TableReference, rows: list[dict]) -> None:
-        # No insert ids: duplicates in staging are removed by the merge, on the table's key.
-        errors = self.client.insert_rows_json(staging, rows, row_ids=[None] * len(rows))
-        if errors:
-            raise RuntimeError(f"BigQuery refused rows for {self.table_id}: {errors[:3]}")
-
-    def merge(self, staging: bigquery.TableReference, staged: int) -> beam.Row:
-        """Merge the staging table into the table, drop it, count and report."""
-        sql = bigquery_tables.merge_statement(
-            self.table_id, _table_id(staging), self.schema, self.version
-        )
-        job = self.client.query(sql)
-        job.result()
-        inserted = job.num_dml_affected_rows or 0
-        self.client.delete_table(staging, not_found_ok=True)
-        beam.metrics.Metrics.counter(
-            names.COUNTER_NAMESPACE, f"{self.ref.table_id}.rows_inserted"
-        ).inc(inserted)
-        _LOG.info("%s: %d rows written, %d new or updated", self.table_id, staged, inserted)
-        return beam.Row(table=self.table_id, rows_written=staged, rows_inserted=inserted)
+    def table_id(self, name: str) -> str:
+        ref = self.refs[name]
+        return f"{ref.project}.{ref.dataset_id}.{ref.table_id}"
 
 
-def _table_id(ref: bigquery.TableReference) -> str:
-    return f"{ref.project}.{ref.dataset_id}.{ref.table_id}"
+class _Stage(beam.DoFn):
+    """Batch: loads each table's rows into the run's staging table, ``ROWS_PER_LOAD`` at a
+    time; emits (table, what was staged) per bundle."""
 
-
-class _StageRows(beam.DoFn):
-    """Streams rows into the staging table in batches; emits the number staged per window."""
-
-    def __init__(self, target: _Target, batch_size: int):
-        self.target, self.batch_size = target, batch_size
+    def __init__(self, destinations: _Destinations, run_id: str):
+        self.destinations, self.run_id = destinations, run_id
 
     def setup(self):
-        self.target.connect()
-        self.staging_ready = False
+        self.destinations.setup()
+        self.created: set[str] = set()
 
     def start_bundle(self):
-        self.buffers: dict = {}
+        self.buffers: dict[str, list[dict]] = {}
+        self.staged: dict[str, warehouse.Staged] = {}
 
-    def process(self, row, window=beam.DoFn.WindowParam):
-        buffer = self.buffers.setdefault(window, [])
-        buffer.append(_json_row(row))
-        if len(buffer) >= self.batch_size:
-            self._insert(buffer)
-            del self.buffers[window]
-            yield len(buffer)
+    def process(self, rows_by_table: dict[str, list[dict]]):
+        for table, rows in rows_by_table.items():
+            buffer = self.buffers.setdefault(table, [])
+            buffer += rows
+            if len(buffer) >= ROWS_PER_LOAD:
+                self._load(table)
 
     def finish_bundle(self):
-        for window, buffer in self.buffers.items():
-            self._insert(buffer)
-            yield WindowedValue(len(buffer), window.max_timestamp(), [window])
+        for table in list(self.buffers):
+            self._load(table)
+        for table, staged in self.staged.items():
+            yield WindowedValue((table, staged), GlobalWindow().max_timestamp(), [GlobalWindow()])
 
-    def _insert(self, rows: list[dict]) -> None:
-        target = self.target
-        if not self.staging_ready:
-            bigquery_tables.create_staging(target.client, target.staging, target.schema)
-            self.staging_ready = True
-        target.insert(target.staging, rows)
-
-
-class _MergeStaged(beam.DoFn):
-    """Merges the staging table into the target on its key, then drops the staging table."""
-
-    def __init__(self, target: _Target):
-        self.target = target
-
-    def setup(self):
-        self.target.connect()
-
-    def process(self, staged: int):
-        target = self.target
-        bigquery_tables.create_table(target.client, target.ref, target.schema)
-        if not staged:  # nothing came: the table exists, there is nothing to merge
-            yield beam.Row(table=target.table_id, rows_written=0, rows_inserted=0)
+    def _load(self, table: str) -> None:
+        rows = self.buffers.pop(table)
+        if not rows:
             return
-        yield target.merge(target.staging, staged)
+        d = self.destinations
+        staging = warehouse.staging_ref(d.refs[table], self.run_id)
+        if table not in self.created:
+            warehouse.create_staging(d.client, staging, table)
+            self.created.add(table)
+        staged = warehouse.load(d.client, staging, table, rows)
+        self.staged[table] = self.staged.get(table, warehouse.Staged()) + staged
 
 
-class _WriteBatch(beam.DoFn):
-    """Streaming: stages one batch of rows in a table of its own, merges it into the target
-    and drops it. A retried batch stages again and merges the same rows: nothing doubles."""
+class _Merge(beam.DoFn):
+    """Batch: merges a table's staging table into the table, then drops it."""
 
-    def __init__(self, target: _Target, batch_size: int):
-        self.target, self.batch_size = target, batch_size
+    def __init__(self, destinations: _Destinations, run_id: str):
+        self.destinations, self.run_id = destinations, run_id
 
     def setup(self):
-        self.target.connect()
-        bigquery_tables.create_table(self.target.client, self.target.ref, self.target.schema)
+        self.destinations.setup()
 
-    def process(self, keyed_rows):
-        target = self.target
-        staging = target.staging_for(f"_{uuid.uuid4().hex[:12]}")
-        bigquery_tables.create_staging(target.client, staging, target.schema)
-        staged = 0
-        rows = iter(keyed_rows[1])
-        while batch := list(itertools.islice(rows, self.batch_size)):
-            target.insert(staging, batch)
-            staged += len(batch)
-        yield target.merge(staging, staged)
+    def process(self, table_staged):
+        table, staged = table_staged
+        d = self.destinations
+        target = d.refs[table]
+        staging = warehouse.staging_ref(target, self.run_id)
+        inserted = warehouse.merge(d.client, target, staging, table, staged)
+        beam.metrics.Metrics.counter(names.COUNTER_NAMESPACE, f"{table}.rows_inserted").inc(
+            inserted
+        )
+        _LOG.info(
+            "%s: %d rows written, %d new or updated", d.table_id(table), staged.rows, inserted
+        )
+        yield beam.Row(table=d.table_id(table), rows_written=staged.rows, rows_inserted=inserted)
+
+
+class _Append(beam.DoFn):
+    """Streaming: appends a batch of elements' rows with insert ids made of their keys."""
+
+    def __init__(self, destinations: _Destinations):
+        self.destinations = destinations
+
+    def setup(self):
+        d = self.destinations
+        d.setup()
+        for name, ref in d.refs.items():
+            bigquery_tables.create_table(d.client, ref, name)
+        self.warehouse = warehouse.Warehouse(
+            next(iter(d.refs.values())).dataset_id, d.client.project, tables=d.tables
+        )
+
+    def process(self, keyed_batch):
+        rows: dict[str, list[dict]] = {}
+        for rows_by_table in keyed_batch[1]:
+            for table, table_rows in rows_by_table.items():
+                rows.setdefault(table, []).extend(table_rows)
+        started = time.perf_counter()
+        result = self.warehouse.append(rows)
+        for table, count in result.rows.items():
+            beam.metrics.Metrics.counter(names.COUNTER_NAMESPACE, f"{table}.rows_written").inc(
+                count
+            )
+            _LOG.info(
+                "%s: %d rows appended (%.2f s)",
+                self.destinations.table_id(table),
+                count,
+                time.perf_counter() - started,
+            )
+            yield beam.Row(
+                table=self.destinations.table_id(table), rows_written=count, rows_inserted=count
+            )
+
+
+class _Write(beam.PTransform):
+    """Writes elements that are ``{table definition: [JSON rows]}`` to their destinations: the
+    merge strategy for bounded input, the append strategy for unbounded input."""
+
+    clock = time.time  # see WriteToBigQueryTable.clock
+
+    def __init__(self, tables: dict[str, str], project: str | None, triggering_frequency: int):
+        super().__init__()
+        self.destinations = _Destinations(tables, project)
+        self.triggering_frequency = triggering_frequency
+
+    def expand(self, rows_by_table):
+        if rows_by_table.is_bounded:
+            run_id = uuid.uuid4().hex[:12]
+            every_table = rows_by_table.pipeline | "EveryTable" >> beam.Create(
+                [(table, warehouse.Staged()) for table in self.destinations.tables]
+            )  # each table is created and merged, with or without rows
+            staged = rows_by_table | "Stage" >> beam.ParDo(_Stage(self.destinations, run_id))
+            return (
+                (staged, every_table)
+                | "Staged" >> beam.Flatten()
+                | "PerTable" >> beam.CombinePerKey(lambda parts: sum(parts, warehouse.Staged()))
+                | "Merge" >> beam.ParDo(_Merge(self.destinations, run_id))
+            )
+        return (
+            rows_by_table
+            | "Global" >> beam.WindowInto(GlobalWindows())  # time and triggers are upstream
+            | "Key"
+            >> beam.Map(lambda element: ("rows", element)).with_output_types(tuple[str, dict])
+            | "Batch"
+            >> beam.GroupIntoBatches.WithShardedKey(
+                ELEMENTS_PER_APPEND, self.triggering_frequency, clock=self.clock
+            )
+            | "Append" >> beam.ParDo(_Append(self.destinations))
+        )
+
+
+def _check_frequency(triggering_frequency: int) -> int:
+    if int(triggering_frequency) < 1:
+        raise ValueError("triggering_frequency must be at least 1 second")
+    return int(triggering_frequency)
 
 
 class WriteToBigQueryTable(beam.PTransform):
-    """Writes rows to a BigQuery table defined in ``metadata/tables``, never duplicating a row.
+    """Writes rows to a BigQuery table defined in ``metadata/tables``; analysts never see a row
+    twice.
 
-    Rows are streamed into a staging table, then merged into the table on its primary key
-    (``tableConstraints`` in the table's metadata): a row whose key is already there is skipped
-    (or, with ``version_column``, replaced when the staged row's version is higher), so
-    re-running the same input, or re-delivering it, adds nothing. The table is created from its
-    metadata when missing. Works against the BigQuery emulator when ``BIGQUERY_EMULATOR_HOST``
-    is set, and against BigQuery otherwise.
+    Batch: the rows are loaded into a staging table, then merged into the table on its primary
+    key (``tableConstraints`` in the table's definition; with its ``versionColumn``, a row of a
+    higher version replaces the one there), so re-running the same input adds nothing. The table
+    is created from its definition when missing, even when no row comes. Streaming: the rows are
+    appended in batches, every ``triggering_frequency`` seconds at most and when the job is
+    drained, each with an insert id made of its key; a repeat later than BigQuery's dedup window
+    is hidden by the table's ``<table>_unique`` view and removed by ``clickstream warehouse
+    compact`` (``gcp/warehouse.py``). Works against the BigQuery emulator when
+    ``BIGQUERY_EMULATOR_HOST`` is set, and against BigQuery otherwise.
 
-    Bounded input (batch) uses one staging table for the run, merged once per window that has
-    rows (in the global window the table is created even when no row comes). Unbounded input
-    (streaming), windowed or not, is gathered into batches with Beam's
-    ``GroupIntoBatches.WithShardedKey`` (keys sharded over the workers, as Beam's own BigQuery
-    sink does): a batch is written ``triggering_frequency`` seconds of processing time after its
-    first row, when it reaches ``ROWS_PER_WRITE`` rows, and when the input ends (a drained job);
-    each write stages its rows in a table of its own, merges and drops it.
-    Staging tables expire by themselves after a day if a run dies.
-
-    Outputs one row per merge: ``table``, ``rows_written``, ``rows_inserted`` (rows new or
-    updated). The dataset must exist.
+    Outputs one row per write: ``table``, ``rows_written``, ``rows_inserted`` (new or updated
+    rows of a batch merge; in streaming, the rows appended). The dataset must exist.
 
     Args:
       table: The table to write, ``[project.]dataset.table``.
       schema: The table definition in ``metadata/tables`` to use; defaults to the table's name.
       project: The project to run BigQuery jobs in (and of ``dataset.table``); defaults to the
         client's default project.
-      batch_size: Rows per insert request (at most 10,000; 500 is BigQuery's advice).
-      version_column: Upsert instead of insert-only: a row whose key exists is replaced when its
-        value in this column is higher (e.g. ``pane_index``, so that a late, accumulated count
-        replaces the earlier one, whatever order the writes come in).
       triggering_frequency: Streaming only: seconds a row waits at most before it is written.
     """
 
@@ -206,55 +245,71 @@ class WriteToBigQueryTable(beam.PTransform):
         table: str,
         schema: str | None = None,
         project: str | None = None,
-        batch_size: int = 500,
-        version_column: str | None = None,
         triggering_frequency: int = 60,
     ):
         super().__init__()
-        self.table = table
-        self.schema = schema or table.rsplit(".", 1)[-1]
-        self.project = project or None
-        self.batch_size = batch_size
-        self.version_column = version_column or None
-        self.triggering_frequency = int(triggering_frequency)
         bigquery_tables.table_ref(table, project or "project")  # fail early on a bad name
-        columns = contract.column_names(self.schema)
-        if not 1 <= batch_size <= 10_000:
-            raise ValueError(f"batch_size must be between 1 and 10000, not {batch_size}")
-        if self.version_column and self.version_column not in columns:
-            raise ValueError(f"version_column {version_column!r} is not a column of {self.schema}")
-        if self.triggering_frequency < 1:
-            raise ValueError("triggering_frequency must be at least 1 second")
+        self.schema = schema or table.rsplit(".", 1)[-1]
+        contract.table(self.schema)  # and on an unknown definition
+        self.table, self.project = table, project or None
+        self.triggering_frequency = _check_frequency(triggering_frequency)
 
-    def expand(self, pcoll):
-        target = _Target(
-            self.table, self.schema, self.project, uuid.uuid4().hex[:12], self.version_column
-        )
-        if not pcoll.is_bounded:
-            # Not a trigger: Python's trigger driver never re-arms AfterProcessingTime inside
-            # AfterAny (it asks sub-triggers should_fire in the watermark domain only), so
-            # Repeatedly(AfterAny(AfterProcessingTime, AfterWatermark)) fires once per key and
-            # never again on Beam's local runners (apache/beam#19133). Timers do not have that
-            # flaw and are how Dataflow batches streaming writes too.
-            return (
-                pcoll
-                | "Global" >> beam.WindowInto(GlobalWindows())  # time and triggers are upstream
-                | "Key"
-                >> beam.Map(
-                    lambda row, table=self.table: (table, _json_row(row))
-                ).with_output_types(tuple[str, dict])
-                | "Batch"
-                >> beam.GroupIntoBatches.WithShardedKey(
-                    ROWS_PER_WRITE, self.triggering_frequency, clock=self.clock
-                )
-                | "Write" >> beam.ParDo(_WriteBatch(target, self.batch_size))
-            )
-        total = beam.CombineGlobally(sum)
-        if not isinstance(pcoll.windowing.windowfn, GlobalWindows):
-            total = total.without_defaults()  # one merge per window that has rows
+    def expand(self, rows):
+        write = _Write({self.schema: self.table}, self.project, self.triggering_frequency)
+        write.clock = self.clock
         return (
-            pcoll
-            | "Stage" >> beam.ParDo(_StageRows(target, self.batch_size))
-            | "Total" >> total
-            | "Merge" >> beam.ParDo(_MergeStaged(target))
+            rows
+            | "AsRows" >> beam.Map(lambda row, name=self.schema: {name: [_json_row(row)]})
+            | "Write" >> write
+        )
+
+
+class WriteVisitTables(beam.PTransform):
+    """Writes ``ParseVisits`` records to every analyst table of a dataset (``metadata/tables``:
+    visits, page_views, cart_adds, purchases, purchase_items and dead_letter), as
+    ``WriteToBigQueryTable`` writes one table: merged once per table in batch, appended in
+    batches in streaming.
+
+    Outputs one row per write: ``table``, ``rows_written``, ``rows_inserted``.
+
+    Args:
+      dataset: The dataset of the tables (it must exist; missing tables are created).
+      project: The project of the dataset and of the BigQuery jobs; defaults to the client's.
+      dead_letter_table: Where rejected records go instead of the dataset's dead_letter,
+        ``[project.]dataset.table``.
+      triggering_frequency: Streaming only: seconds a visit waits at most before it is written.
+    """
+
+    clock = time.time  # see WriteToBigQueryTable.clock
+
+    def __init__(
+        self,
+        dataset: str,
+        project: str | None = None,
+        dead_letter_table: str | None = None,
+        triggering_frequency: int = 60,
+    ):
+        super().__init__()
+        self.tables = {table: f"{dataset}.{table}" for table in contract.TABLES}
+        if dead_letter_table:
+            self.tables["dead_letter"] = dead_letter_table
+        for table in self.tables.values():
+            bigquery_tables.table_ref(table, project or "project")  # fail early on a bad name
+        self.project = project or None
+        self.triggering_frequency = _check_frequency(triggering_frequency)
+
+    def expand(self, records):
+        write = _Write(self.tables, self.project, self.triggering_frequency)
+        write.clock = self.clock
+        return (
+            records
+            | "AsRows"
+            >> beam.Map(
+                lambda record: {
+                    table: [vars(row) for row in rows]
+                    for table, rows in record._asdict().items()
+                    if rows
+                }
+            )
+            | "Write" >> write
         )

@@ -1,4 +1,4 @@
-"""The Beam face of the visit model: records in, rows for every analyst table out."""
+"""The Beam face of the visit model: records in, every analyst table's rows out."""
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -17,29 +17,26 @@ _COUNTERS = (
 
 class _Parse(beam.DoFn):
     def setup(self):
-        self.counters = {name: Metrics.counter(names.COUNTER_NAMESPACE, name) for name in _COUNTERS}
+        self.counters = {n: Metrics.counter(names.COUNTER_NAMESPACE, n) for n in _COUNTERS}
 
     def process(self, record):
         parsed = visit.parse_visit(record.payload, getattr(record, "source", None) or "unknown")
-        for table, rows in parsed.rows.items():
-            for row in rows:
-                if table == "visits":
-                    yield beam.Row(**row)
-                else:
-                    yield beam.pvalue.TaggedOutput(table, beam.Row(**row))
+        yield beam.Row(
+            **{table: [beam.Row(**row) for row in rows] for table, rows in parsed.rows.items()}
+        )
         counters = self.counters
         if not parsed.visit_loaded:
             counters["visits_rejected"].inc()
             return
         counters["visits_accepted"].inc()
         counters["events_rejected"].inc(len(parsed.rows["dead_letter"]))
-        events = parsed.rows["visits"][0]
-        counters["events_in_loaded_visits"].inc(events["event_count"])
-        counters["page_view"].inc(events["page_view_count"])
-        counters["add_item_to_cart"].inc(events["cart_add_count"])
-        counters["purchase"].inc(events["purchase_count"])
+        row = parsed.rows["visits"][0]
+        counters["events_in_loaded_visits"].inc(row["event_count"])
+        counters["page_view"].inc(row["page_view_count"])
+        counters["add_item_to_cart"].inc(row["cart_add_count"])
+        counters["purchase"].inc(row["purchase_count"])
         counters["events_accepted"].inc(
-            events["page_view_count"] + events["cart_add_count"] + events["purchase_count"]
+            row["page_view_count"] + row["cart_add_count"] + row["purchase_count"]
         )
 
 
@@ -49,15 +46,33 @@ class ParseVisits(beam.PTransform):
     Input rows have ``payload`` (bytes or text of one visit, JSON) and, optionally, ``source``
     (where it came from, kept in dead letters). Both the documented visit shape and the lab's
     real one (events wrapped as ``{"event": {...}}``, timestamps without a zone, read as UTC) are
-    accepted; the rules are in ``metadata/visit.schema.json`` and ``transforms/visit.py``.
+    accepted; the rules are in ``metadata/visit.schema.json`` and ``core/visit.py``.
 
-    Outputs, one per table in ``metadata/tables``: ``visits``, ``page_views``, ``cart_adds``,
-    ``purchases``, ``purchase_items`` and ``dead_letter``. A record that is not a valid visit
-    gives one ``dead_letter`` row (level ``visit``); a bad event in a valid visit gives one
-    (level ``event``) while the visit and its other events load. Nothing is dropped silently.
+    Outputs one element per input record: a row with one field per table of ``metadata/tables``
+    (``visits``, ``page_views``, ``cart_adds``, ``purchases``, ``purchase_items``,
+    ``dead_letter``), each the list of that table's rows from the record. A record that is not a
+    valid visit gives one ``dead_letter`` row (level ``visit``); a bad event in a valid visit
+    gives one (level ``event``) while the visit and its other events load. Nothing is dropped
+    silently. Keeping a record's rows together keeps Beam's per-element cost per visit, not per
+    row: ``WriteVisitTables`` writes them all, ``VisitRows`` takes out one table's rows.
     """
 
     def expand(self, pcoll):
-        others = [name for name in contract.TABLES if name != "visits"]
-        outputs = pcoll | "Parse" >> beam.ParDo(_Parse()).with_outputs(*others, main="visits")
-        return {name: outputs[name] for name in contract.TABLES}
+        return pcoll | "Parse" >> beam.ParDo(_Parse())
+
+
+class VisitRows(beam.PTransform):
+    """The rows of one analyst table from ``ParseVisits`` records, one element each.
+
+    Args:
+      table: The table, e.g. ``page_views`` or ``dead_letter``.
+    """
+
+    def __init__(self, table: str):
+        super().__init__()
+        if table not in contract.TABLES:
+            raise ValueError(f"table {table!r} is not one of {', '.join(contract.TABLES)}")
+        self.table = table
+
+    def expand(self, records):
+        return records | self.table >> beam.FlatMap(lambda record, t=self.table: getattr(record, t))

@@ -6,5 +6,5 @@ SELECT
   TIMESTAMP_TRUNC(event_timestamp, MINUTE) AS minute,
   page_path,
   COUNT(*) AS page_views
-FROM `{project}.{dataset}.page_views`
+FROM `{project}.{dataset}.page_views_unique`
 GROUP BY minute, page_path

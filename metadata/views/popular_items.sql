@@ -13,5 +13,5 @@ SELECT
   COUNT(DISTINCT CONCAT(visit_id, '/', CAST(event_index AS STRING))) AS orders,
   RANK() OVER (PARTITION BY currency ORDER BY SUM(quantity) DESC) AS units_rank,
   RANK() OVER (PARTITION BY currency ORDER BY SUM(line_amount) DESC) AS revenue_rank
-FROM `{project}.{dataset}.purchase_items`
+FROM `{project}.{dataset}.purchase_items_unique`
 GROUP BY product_id, currency

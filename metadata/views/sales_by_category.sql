@@ -8,5 +8,5 @@ SELECT
   SUM(line_amount) AS revenue,
   SUM(quantity) AS units_sold,
   COUNT(DISTINCT CONCAT(visit_id, '/', CAST(event_index AS STRING))) AS orders
-FROM `{project}.{dataset}.purchase_items`
+FROM `{project}.{dataset}.purchase_items_unique`
 GROUP BY category, currency

@@ -6,5 +6,5 @@ SELECT
   COUNT(*) AS visits,
   COUNTIF(purchase_count > 0) AS visits_with_purchase,
   SUM(page_view_count) AS page_views
-FROM `{project}.{dataset}.visits`
+FROM `{project}.{dataset}.visits_unique`
 GROUP BY device_type

@@ -5,5 +5,5 @@ SELECT
   page_path,
   COUNT(DISTINCT visit_id) AS visits,
   COUNT(*) AS page_views
-FROM `{project}.{dataset}.page_views`
+FROM `{project}.{dataset}.page_views_unique`
 GROUP BY page_path
