@@ -131,7 +131,13 @@ def plan(resources: Iterable[Resource], adapters: Mapping[str, Adapter]) -> list
 
 
 def _value(fields: Any, path: str) -> Any:
-    """The value at a dotted path; keys may hold dots themselves (an IAM role's name)."""
+    """The value at a dotted path; keys may hold dots themselves (an IAM role's name), list
+    items are reached by index."""
+    if isinstance(fields, list):
+        index, _, rest = path.partition(".")
+        if not index.isdigit() or int(index) >= len(fields):
+            return None
+        return fields[int(index)] if not rest else _value(fields[int(index)], rest)
     if not isinstance(fields, Mapping):
         return None
     if path in fields:

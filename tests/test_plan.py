@@ -135,6 +135,12 @@ def test_validate_asks_the_apis_that_can_check_and_changes_nothing():
     assert plain.resources == checking.resources == {}
 
 
-def test_render_shows_keys_that_hold_dots():
-    changes = [plan.Change("create", plan.Resource("policy", "p", {"b": {"roles/x.y": ["u"]}}))]
-    assert '      b.roles/x.y: ["u"]' in plan.render(changes).splitlines()
+def test_render_shows_keys_that_hold_dots_and_list_items():
+    declared = {"b": {"roles/x.y": ["u"]}, "c": [{"d": 1}, {"d": 2}]}
+    current = {"b": {"roles/x.y": ["u"]}, "c": [{"d": 1}, {"d": 3}]}
+    resource = plan.Resource("policy", "p", declared)
+    lines = plan.render([plan.Change("create", resource)]).splitlines()
+    assert '      b.roles/x.y: ["u"]' in lines
+    assert plan.render([plan.Change("update", resource, ("c.1.d",), current)]).splitlines()[1] == (
+        "      c.1.d: 2"
+    )
