@@ -24,7 +24,8 @@ import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from clickstream.core import names, templates
+from clickstream.core import contract, names, templates
+from clickstream.gcp import bigquery_tables
 
 MAX_LINKS = 100  # source-target pairs per lineage event: the API refuses more
 MAX_ID = 200  # characters of a process, run or event id
@@ -183,6 +184,14 @@ def migration_process(project: str, location: str, origin: Mapping[str, str] | N
     )
 
 
+def migration_tables(project: str, dataset: str, dead_letter_table: str | None = None) -> list[str]:
+    """The tables the batch migration writes, as project.dataset.table (``dead_letter_table``:
+    its template parameter, ``[project.]dataset.table``, when not the dataset's own)."""
+    tables = [f"{project}.{dataset}.{name}" for name in contract.TABLES if name != "dead_letter"]
+    dead = bigquery_tables.table_ref(dead_letter_table or f"{dataset}.dead_letter", project)
+    return [*tables, f"{dead.project}.{dead.dataset_id}.{dead.table_id}"]
+
+
 def record_migration(
     project: str,
     location: str,
@@ -200,8 +209,8 @@ def record_migration(
     ``tables`` (``project.dataset.table``). A failed run is recorded without events. Files not in
     Cloud Storage have no fully qualified name: they are counted in the run's attributes
     (``unnamed_sources``), not linked. ``origin`` is who ran it (default: ``clickstream
-    migrate``; the DAG passes ``{"sourceType": "COMPOSER", "name": <environment>}``). Returns
-    the calls made (see ``record``)."""
+    migrate``; the DAG passes ``{"sourceType": "COMPOSER", "name": <environment>}``); ``tables``
+    from ``migration_tables``. Returns the calls made (see ``record``)."""
     files = list(input_files)
     sources = [name for name in map(storage_fqn, files) if name]
     targets = [bigquery_fqn(table) for table in tables]

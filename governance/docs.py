@@ -131,7 +131,7 @@ def example_lineage(example: mesh.Mesh = EXAMPLE) -> lineage_graph.Run:
         f"gs://{example.bucket}/{names.LANDING_PREFIX}visits-2024-08-{day}.jsonl"
         for day in (28, 29)
     ]
-    tables = [f"{example.project}.{example.dataset}.{t}" for t in contract.TABLES]
+    tables = lineage.migration_tables(example.project, example.dataset)
     process = lineage.migration_process(example.project, example.dataset_location, None)
     links = [(lineage.storage_fqn(f), lineage.bigquery_fqn(t)) for t in tables for f in files]
     end = started + datetime.timedelta(minutes=2)

@@ -74,7 +74,7 @@ def migrate(
         (client.get_dataset(dataset).location or "US").lower(),  # lineage lives with the data
         f"migration-{began:%Y%m%dT%H%M%S%fZ}",
         [f.path for f in files],
-        _targets(client.project, dataset, dead_letter_table),
+        lineage.migration_tables(client.project, dataset, dead_letter_table),
         began,
     )
     try:
@@ -95,13 +95,6 @@ def migrate(
 LINEAGE_ATTRIBUTES = ("records_read", "visits_loaded", "visits_rejected", "events_loaded")
 
 
-def _targets(project: str, dataset: str, dead_letter_table: str | None) -> list[str]:
-    """The tables the migration writes, as project.dataset.table."""
-    tables = [f"{project}.{dataset}.{name}" for name in contract.TABLES if name != "dead_letter"]
-    dead = bigquery_tables.table_ref(dead_letter_table or f"{dataset}.dead_letter", project)
-    return [*tables, f"{dead.project}.{dead.dataset_id}.{dead.table_id}"]
-
-
 def _record_lineage(
     project: str,
     location: str,
@@ -119,7 +112,12 @@ def _record_lineage(
         calls = lineage.record_migration(
             project, location, run_id, files, targets, began, ended, succeeded, attributes
         )
-    except (exceptions.GoogleAPICallError, auth_exceptions.GoogleAuthError, OSError) as error:
+    except (
+        exceptions.GoogleAPICallError,
+        auth_exceptions.GoogleAuthError,
+        OSError,
+        ImportError,  # the Lineage client is in the ops extra
+    ) as error:
         logging.getLogger(__name__).warning("lineage not recorded: %s", error)
         return {"error": str(error)}
     run = next(c.request["run"]["name"] for c in calls if c.method == "CreateRun")

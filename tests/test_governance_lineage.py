@@ -17,7 +17,7 @@ from clickstream.governance import lineage_graph
 STARTED = datetime.datetime(2024, 9, 1, 6, 0, tzinfo=datetime.UTC)
 ENDED = STARTED + datetime.timedelta(minutes=2)
 FILES = [f"gs://landing-bucket/landing/visits-2024-08-{day}.jsonl" for day in (28, 29)]
-TABLES = [f"my-project.clickstream.{table}" for table in contract.TABLES]
+TABLES = lineage.migration_tables("my-project", "clickstream")
 PROCESS = "projects/my-project/locations/us/processes/clickstream-batch-migration"
 
 
@@ -95,6 +95,13 @@ def test_local_files_are_counted_not_linked(fake, caplog):
     assert "not in Cloud Storage" in caplog.text
     sources = {k.source.fully_qualified_name for e in fake.events.values() for k in e.links}
     assert len(sources) == 2
+
+
+def test_the_migration_writes_every_table_and_its_dead_letter_table_wherever_it_is():
+    assert [f"my-project.clickstream.{table}" for table in contract.TABLES] == TABLES
+    moved = lineage.migration_tables("my-project", "clickstream", "other-project:errors.rejected")
+    assert moved[-1] == "other-project.errors.rejected"
+    assert moved[:-1] == TABLES[:-1]
 
 
 def test_fully_qualified_names_quote_segments_with_reserved_characters():
