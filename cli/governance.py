@@ -129,8 +129,8 @@ def _docs(args: argparse.Namespace) -> None:
     print("governance docs " + ("are up to date" if args.check else "written"))
 
 
-def _mesh_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--project", help="Google Cloud project (default: a preview, see above)")
+def _mesh_arguments(parser: argparse.ArgumentParser, project_help: str) -> None:
+    parser.add_argument("--project", help=project_help)
     parser.add_argument("--location", help="the lake's region, e.g. europe-west1")
     parser.add_argument("--lake", default=names.LAKE, help="lake id (default: %(default)s)")
     parser.add_argument("--bucket", help="the landing bucket (default: named after the project)")
@@ -168,7 +168,7 @@ def register(commands) -> None:
         "the fields) / replace / unchanged. Changes nothing. Without --project: the plan for a "
         "project where none of it exists, made offline (Dataplex has no emulator).",
     )
-    _mesh_arguments(plan)
+    _mesh_arguments(plan, "Google Cloud project (default: the offline preview)")
     plan.add_argument(
         "--validate",
         action="store_true",
@@ -182,7 +182,7 @@ def register(commands) -> None:
         "changes nothing. IAM roles are added to the existing policies (by etag), never "
         "replacing bindings it did not create. Aspects wait for Dataplex to list new tables.",
     )
-    _mesh_arguments(apply)
+    _mesh_arguments(apply, "Google Cloud project (required)")
     apply.set_defaults(run=_plan_and_apply)
     graph = actions.add_parser(
         "lineage",

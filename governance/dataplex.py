@@ -13,6 +13,7 @@ policies, ``CatalogServiceClient`` for aspect types and the aspects of entries.
   read and written (``aspect_keys``), never the others.
 """
 
+import logging
 import time
 from collections.abc import Mapping
 
@@ -24,9 +25,11 @@ from google.protobuf import field_mask_pb2
 from clickstream.gcp import plan
 
 OPERATION_SECONDS = 600  # a long-running create, update or delete
-ENTRY_WAIT_SECONDS = 900  # for Dataplex to list a new BigQuery table
+ENTRY_WAIT_SECONDS = 600  # for Dataplex to list a new BigQuery table
 ENTRY_POLL_SECONDS = 15
 POLICY_ATTEMPTS = 5  # read-modify-write rounds when others change the policy meanwhile
+
+log = logging.getLogger(__name__)
 
 
 def _merged(current, declared):
@@ -229,20 +232,25 @@ class EntryAspects:
             }
         )
 
+    def _exists(self, resource: plan.Resource) -> bool:
+        try:
+            self._get(resource)
+        except exceptions.NotFound:
+            return False
+        return True
+
     def create(self, resource: plan.Resource) -> None:
         """Wait for the entry (a new table takes Dataplex minutes to list), then write."""
         deadline = time.monotonic() + self.wait_seconds
-        while True:
-            try:
-                self._get(resource)
-                break
-            except exceptions.NotFound:
-                if time.monotonic() > deadline:
-                    raise exceptions.NotFound(
-                        f"no catalog entry {resource.name} after {self.wait_seconds} s: does the "
-                        "table exist? (`clickstream migrate --project ...` creates the tables)"
-                    ) from None
-                time.sleep(self.poll_seconds)
+        if not self._exists(resource):
+            log.info("waiting up to %d s for Dataplex to list %s", self.wait_seconds, resource.name)
+        while not self._exists(resource):
+            if time.monotonic() > deadline:
+                raise exceptions.NotFound(
+                    f"no catalog entry {resource.name} after {self.wait_seconds} s: does the "
+                    "table exist? (`clickstream migrate --project ...` creates the tables)"
+                )
+            time.sleep(self.poll_seconds)
         self._write(resource, dict(resource.fields["aspects"]))
 
     def update(self, resource: plan.Resource, current: dict, fields: tuple[str, ...]) -> None:

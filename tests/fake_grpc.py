@@ -32,6 +32,7 @@ class FakeServer:
 
     def __init__(self, methods: dict):
         self.calls: list[str] = []  # "Service/Method" of every call, in order
+        self.faults: dict[str, Fault] = {}  # "Service/Method" -> the error its next call gets
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         by_service: dict[str, dict] = {}
         for path, (handler, request_type, response_type) in methods.items():
@@ -60,6 +61,8 @@ class FakeServer:
         def serve(request, context):
             self.calls.append(name)
             try:
+                if name in self.faults:
+                    raise self.faults.pop(name)
                 return handler(request)
             except Fault as fault:
                 context.abort(fault.code, fault.message)

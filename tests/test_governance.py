@@ -3,8 +3,10 @@ against a fake Dataplex on loopback (``fake_dataplex.py``): a fresh project's pl
 apply, updates, replacements, IAM merges, late entries, ``validate_only``; the definitions in
 ``metadata/``; the command line's bad input."""
 
+import grpc
 import pytest
 from fake_dataplex import FakeDataplex
+from fake_grpc import Fault
 from google.api_core import exceptions
 
 from clickstream.cli import main
@@ -136,6 +138,19 @@ def test_the_governance_definition_covers_every_table_with_real_columns():
         assert all(
             r.startswith("roles/dataplex.") for rs in audience["grants"].values() for r in rs
         )
+
+
+def test_an_apply_stopped_in_the_middle_is_finished_by_the_next(fake):
+    fake.server.faults["DataplexService/CreateAsset"] = Fault(
+        grpc.StatusCode.UNAVAILABLE, "the service is unavailable"
+    )
+    with pytest.raises(exceptions.ServiceUnavailable):
+        applied(fake)
+    changes = plan.plan(mesh.resources(MESH), adapters(fake))
+    created = [c.resource.kind for c in changes if c.action == "create"]
+    assert created == ["asset", "zone", "iam-policy", "asset", *["entry-aspects"] * 7]
+    plan.apply(changes, adapters(fake))
+    assert {c.action for c in plan.plan(mesh.resources(MESH), adapters(fake))} == {"unchanged"}
 
 
 def test_a_field_changed_by_hand_is_updated_alone_keeping_labels_set_by_others(fake):
