@@ -13,18 +13,28 @@ import dataclasses
 import re
 from collections.abc import Mapping
 
-from clickstream.core import contract, names
+from clickstream.core import contract, names, templates
 from clickstream.gcp import plan
 from clickstream.governance import aspects
 
 LABELS = {"managed-by": "clickstream"}  # on what this code creates
 MULTI_REGIONS = ("us", "eu")  # BigQuery multi-regions: a zone holding such a dataset spans them
-_PROJECT = re.compile(r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$")
+
+
+def _parameter_check(name: str) -> re.Pattern:
+    """The check of a batch migration parameter (``metadata/batch_migration.json``)."""
+    (parameter,) = [
+        p for p in templates.metadata("batch_migration")["parameters"] if p["name"] == name
+    ]
+    return re.compile(parameter["regexes"][0])
+
+
+_PROJECT = _parameter_check("bigquery_project")
+_DATASET = _parameter_check("dataset")
 _REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")  # e.g. europe-west1: lakes are regional
 _LOCATION = re.compile(r"^[a-z]+(-[a-z]+[0-9]+)?$")  # a region, or a multi-region (us, eu)
 _ID = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")  # lake ids
 _BUCKET = re.compile(r"^[a-z0-9][-_.a-z0-9]{1,220}[a-z0-9]$")
-_DATASET = re.compile(r"^[A-Za-z0-9_]{1,1024}$")
 _MEMBER = re.compile(r"^(user|group|serviceAccount|domain|principal|principalSet):\S+$")
 
 
