@@ -10,6 +10,7 @@ import sys
 
 from clickstream.cli import (
     dashboard,
+    governance,
     local,
     migrate,
     simulate,
@@ -19,7 +20,7 @@ from clickstream.cli import (
     views,
 )
 
-COMMANDS = (local, migrate, template, views, dashboard, simulate, stream, subscribe)
+COMMANDS = (local, migrate, template, views, dashboard, simulate, stream, subscribe, governance)
 
 
 def _parser() -> argparse.ArgumentParser:

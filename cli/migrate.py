@@ -24,6 +24,11 @@ def _print_report(report: dict) -> None:
         print(f"    {name:<16}{rows:>9,}  {report['rows_inserted'][name]:>12,}")
     print(f"  took {report['seconds']} s ({report['visits_per_second']:,} records/s)")
     print(f"  reconciled        {'yes' if report['reconciled'] else 'NO'}")
+    lineage = report.get("lineage", {})
+    if "run" in lineage:
+        print(f"  lineage           run {lineage['run']} ({lineage['events']} events)")
+    elif lineage:
+        print(f"  lineage           not recorded: {lineage['error']}")
 
 
 def _migrate(args: argparse.Namespace) -> None:

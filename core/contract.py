@@ -87,3 +87,11 @@ def views() -> tuple[View, ...]:
     return tuple(
         parse_view(f.name.removesuffix(".sql"), f.read_text(encoding="utf-8")) for f in files
     )
+
+
+@functools.cache
+def governance() -> dict:
+    """The governance definition (``metadata/governance.json``): the lake, its zones and their
+    assets, the audiences and what each may do in which zone, and the facts about each table that
+    BigQuery does not hold (owner, freshness, lab task, classified columns)."""
+    return read_json("governance.json")

@@ -7,6 +7,12 @@ PUSH_SUBSCRIPTION = "visits-push"
 LOCAL_PROJECT = "clickstream-local"  # the local stack's project (and its bucket's name)
 DOS_LOG = "clickstream-dos"  # the Cloud Logging log of the denial-of-service entries
 COUNTER_NAMESPACE = "clickstream"  # Beam metrics of the catalog's transforms
+LANDING_PREFIX = "landing/"  # where visit files land in the bucket (the batch migration's input)
+RAW_ARCHIVE_PREFIX = "raw/"  # where raw_to_gcs archives the streamed messages in the bucket
+LAKE = "clickstream"  # the Dataplex lake
+MIGRATION_PROCESS = "clickstream-batch-migration"  # the batch migration's lineage process
+# The local stack's stand-in for the Data Lineage API: the JSON-lines file lineage is written to.
+LINEAGE_FILE_ENV = "CLICKSTREAM_LINEAGE_FILE"
 
 
 def dead_letter_topic(topic: str) -> str:

@@ -9,16 +9,19 @@ says (fields the server fills in are not compared):
 - ``create``: it does not exist;
 - ``update``: declared fields differ, and the API can change them in place (they are listed);
 - ``replace``: a field the API cannot change differs (listed): it is deleted, then created;
+  so is every resource declared ``after`` it (a zone's assets go with the zone);
 - ``unchanged``: every declared field matches.
 
-``render`` prints a plan for review; ``apply`` performs exactly its changes, in order (a
-resource's dependencies come before it), and nothing else, so planning again shows every
-resource unchanged and applying twice changes nothing.
+``render`` prints a plan for review; ``validate`` asks the APIs that offer it (``validate_only``)
+to check the changes without making them; ``apply`` performs exactly the plan's changes and
+nothing else: first the deletions of replaced resources (dependents before what they depend on),
+then creations and updates in declaration order (a resource's dependencies come before it). So
+planning again shows every resource unchanged and applying twice changes nothing.
 """
 
 import dataclasses
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 CREATE, UPDATE, REPLACE, UNCHANGED = "create", "update", "replace", "unchanged"
@@ -28,12 +31,14 @@ SYMBOLS = {CREATE: "+", UPDATE: "~", REPLACE: "-/+", UNCHANGED: "="}
 @dataclasses.dataclass(frozen=True)
 class Resource:
     """One resource as declared: ``fields`` in its API's JSON form; ``immutable`` names the
-    fields (dotted paths, or their prefixes) that the API cannot change in place."""
+    fields (dotted paths, or their prefixes) that the API cannot change in place; ``after``
+    the labels of the resources it needs (declared before it)."""
 
     kind: str
     name: str
     fields: Mapping[str, Any]
     immutable: tuple[str, ...] = ()
+    after: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -55,12 +60,20 @@ class Adapter(Protocol):
     def delete(self, resource: Resource, current: dict) -> None: ...
 
 
+class Validating(Adapter, Protocol):
+    """An adapter whose API can check a change without making it (``validate_only``)."""
+
+    def validate(self, change: "Change") -> str | None:
+        """None when the API accepts the change, else its reason for refusing it."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Change:
     action: str  # CREATE, UPDATE, REPLACE or UNCHANGED
     resource: Resource
     fields: tuple[str, ...] = ()  # what differs (update, replace)
     current: dict | None = None  # what exists (update, replace, unchanged)
+    because: str = ""  # replace: the label of the replaced resource it needs, if that is why
 
 
 def differences(declared: Any, current: Any, path: str = "") -> list[str]:
@@ -97,26 +110,40 @@ def _immutable(resource: Resource, fields: Iterable[str]) -> bool:
 def plan(resources: Iterable[Resource], adapters: Mapping[str, Adapter]) -> list[Change]:
     """The change each resource needs, in declaration order."""
     changes = []
+    replaced: set[str] = set()
     for resource in resources:
         current = adapters[resource.kind].read(resource)
+        fields = () if current is None else tuple(differences(resource.fields, current))
+        cause = next((label for label in resource.after if label in replaced), "")
         if current is None:
             changes.append(Change(CREATE, resource))
-            continue
-        fields = tuple(differences(resource.fields, current))
-        if not fields:
+        elif cause:
+            changes.append(Change(REPLACE, resource, fields, current, because=cause))
+        elif not fields:
             changes.append(Change(UNCHANGED, resource, (), current))
         elif _immutable(resource, fields):
             changes.append(Change(REPLACE, resource, fields, current))
         else:
             changes.append(Change(UPDATE, resource, fields, current))
+        if changes[-1].action == REPLACE:
+            replaced.add(resource.label)
     return changes
 
 
-def _value(fields: Mapping[str, Any], path: str) -> Any:
-    value: Any = fields
-    for key in path.split("."):
-        value = value.get(key) if isinstance(value, Mapping) else None
-    return value
+def _value(fields: Any, path: str) -> Any:
+    """The value at a dotted path; keys may hold dots themselves (an IAM role's name), list
+    items are reached by index."""
+    if isinstance(fields, list):
+        index, _, rest = path.partition(".")
+        if not index.isdigit() or int(index) >= len(fields):
+            return None
+        return fields[int(index)] if not rest else _value(fields[int(index)], rest)
+    if not isinstance(fields, Mapping):
+        return None
+    if path in fields:
+        return fields[path]
+    key = next((k for k in fields if path.startswith(f"{k}.")), None)
+    return None if key is None else _value(fields[key], path[len(key) + 1 :])
 
 
 def render(changes: list[Change]) -> str:
@@ -132,6 +159,8 @@ def render(changes: list[Change]) -> str:
             frozen = change.action == REPLACE and _immutable(change.resource, [field])
             why = " (cannot change in place)" if frozen else ""
             lines.append(f"      {field}: {_short(_value(change.resource.fields, field))}{why}")
+        if change.because:
+            lines.append(f"      (replaced with {change.because})")
     counts = {action: sum(c.action == action for c in changes) for action in SYMBOLS}
     lines.append(
         f"Plan: {counts[CREATE]} to create, {counts[UPDATE]} to update, "
@@ -154,22 +183,53 @@ def _short(value: Any, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def apply(changes: list[Change], adapters: Mapping[str, Adapter]) -> list[Change]:
-    """Perform the plan's changes in order; returns those performed (every one but the
-    unchanged)."""
+def validate(changes: list[Change], adapters: Mapping[str, Adapter]) -> list[tuple[Change, str]]:
+    """Ask the API to check each creation, update and replacement without making it, where the
+    kind's adapter can (``Validating``). A verdict per change: ``ok``, ``refused: <reason>``, or
+    ``not checked: <why>`` (the API offers no check, or a resource it needs is created first)."""
+    created = {c.resource.label for c in changes if c.action in (CREATE, REPLACE)}
+    verdicts = []
+    for change in changes:
+        if change.action == UNCHANGED:
+            continue
+        adapter = adapters[change.resource.kind]
+        waiting = [label for label in change.resource.after if label in created]
+        if not hasattr(adapter, "validate"):
+            verdict = f"not checked: the {change.resource.kind} API has no validate_only"
+        elif change.action == REPLACE:
+            verdict = "not checked: it is deleted before it is created again"
+        elif waiting:
+            verdict = f"not checked: needs {waiting[0]} first"
+        else:
+            refused = adapter.validate(change)
+            verdict = f"refused: {refused}" if refused else "ok"
+        verdicts.append((change, verdict))
+    return verdicts
+
+
+def apply(
+    changes: list[Change],
+    adapters: Mapping[str, Adapter],
+    on_done: Callable[[Change], None] | None = None,
+) -> list[Change]:
+    """Perform the plan's changes: the deletions of replaced resources (last declared first),
+    then creations and updates in order, calling ``on_done`` after each. Returns those performed
+    (every one but the unchanged)."""
+    for change in reversed(changes):
+        if change.action == REPLACE:
+            adapters[change.resource.kind].delete(change.resource, change.current or {})
     done = []
     for change in changes:
         adapter = adapters[change.resource.kind]
-        if change.action == CREATE:
+        if change.action in (CREATE, REPLACE):
             adapter.create(change.resource)
         elif change.action == UPDATE:
             adapter.update(change.resource, change.current or {}, change.fields)
-        elif change.action == REPLACE:
-            adapter.delete(change.resource, change.current or {})
-            adapter.create(change.resource)
         else:
             continue
         done.append(change)
+        if on_done:
+            on_done(change)
     return done
 
 

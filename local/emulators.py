@@ -8,6 +8,8 @@ the environment: ``CLICKSTREAM_PROJECT`` (default ``clickstream-local``),
 ``CLICKSTREAM_METADATA_PORT`` (8089, the stand-in metadata server that hands out local credentials),
 ``CLICKSTREAM_STATE_DIR`` (``.local-stack`` in the working directory) and
 ``CLICKSTREAM_PUBSUB_EMULATOR`` (path of Google's emulator script). No cloud credentials needed.
+No Data Lineage emulator exists: the stack's environment points ``CLICKSTREAM_LINEAGE_FILE`` at
+``lineage.jsonl`` in the state directory, where lineage is recorded instead (``gcp/lineage.py``).
 """
 
 import contextlib
@@ -36,6 +38,7 @@ PUBSUB_HINT = (
     "google-cloud-cli-pubsub-emulator (it needs Java), or point CLICKSTREAM_PUBSUB_EMULATOR at it"
 )
 SETUP_HINT = "run `make setup`"
+LINEAGE_FILE = "lineage.jsonl"  # in the state directory: the local stand-in for the Lineage API
 
 
 class StackError(RuntimeError):
@@ -149,6 +152,8 @@ def emulator_env() -> dict[str, str]:
         # Application Default Credentials from the stand-in metadata server: dummy, local only.
         "GCE_METADATA_HOST": f"{HOST}:{s.metadata_port}",
         "GCE_METADATA_IP": f"{HOST}:{s.metadata_port}",
+        # No Data Lineage emulator exists: lineage is recorded as JSON lines in the state directory.
+        names.LINEAGE_FILE_ENV: str(s.state_dir / LINEAGE_FILE),
     }
 
 
@@ -352,7 +357,7 @@ def _ensure_bucket(s: Settings) -> None:
         _storage_client(s).create_bucket(s.project)
 
 
-def upload(paths: list[str], prefix: str = "landing/") -> list[str]:
+def upload(paths: list[str], prefix: str = names.LANDING_PREFIX) -> list[str]:
     """Copy local files (globs allowed) into the stack's bucket under ``prefix``; their gs:// URLs.
     A path that matches nothing raises StackError."""
     import glob

@@ -1,10 +1,16 @@
-"""``clickstream migrate``: run the batch migration spec and reconcile what it did."""
+"""``clickstream migrate``: run the batch migration spec, reconcile what it did and record its
+lineage (``gcp/lineage.py``: one run, from the input files to the tables)."""
 
+import datetime
+import functools
 import logging
 import time
 
+from google.api_core import exceptions
+from google.auth import exceptions as auth_exceptions
+
 from clickstream.core import contract, templates, visit
-from clickstream.gcp import bigquery_tables, views
+from clickstream.gcp import bigquery_tables, lineage, views
 from clickstream.pipelines import catalog
 from clickstream.transforms import visit_lines
 
@@ -61,11 +67,59 @@ def migrate(
         given["dead_letter_table"] = dead_letter_table
     # Unlike the template (Cloud Storage only), migrate also reads local files.
     variables = templates.variables("batch_migration", given, unchecked=("input",))
-    started = time.perf_counter()
-    counters = catalog.run_and_wait("batch_migration", variables, list(beam_args))
+    started, began = time.perf_counter(), datetime.datetime.now(datetime.UTC)
+    record_lineage = functools.partial(
+        _record_lineage,
+        client.project,
+        (client.get_dataset(dataset).location or "US").lower(),  # lineage lives with the data
+        f"migration-{began:%Y%m%dT%H%M%S%fZ}",
+        [f.path for f in files],
+        lineage.migration_tables(client.project, dataset, dead_letter_table),
+        began,
+    )
+    try:
+        counters = catalog.run_and_wait("batch_migration", variables, list(beam_args))
+    except BaseException:  # failed or stopped: a FAILED run, then the error as it was
+        record_lineage(succeeded=False)
+        raise
     seconds = time.perf_counter() - started
     tables = {
         name: bigquery_tables.row_count(client, f"{client.project}.{dataset}.{name}")
         for name in contract.TABLES
     }
-    return build_report(counters, tables, seconds)
+    report = build_report(counters, tables, seconds)
+    report["lineage"] = record_lineage(attributes={k: report[k] for k in LINEAGE_ATTRIBUTES})
+    return report
+
+
+LINEAGE_ATTRIBUTES = ("records_read", "visits_loaded", "visits_rejected", "events_loaded")
+
+
+def _record_lineage(
+    project: str,
+    location: str,
+    run_id: str,
+    files: list[str],
+    targets: list[str],
+    began: datetime.datetime,
+    succeeded: bool = True,
+    attributes: dict | None = None,
+) -> dict:
+    """Record the run's lineage; what was recorded, or why not. The data is loaded either way,
+    so a lineage failure is reported rather than raised."""
+    ended = datetime.datetime.now(datetime.UTC)
+    try:
+        calls = lineage.record_migration(
+            project, location, run_id, files, targets, began, ended, succeeded, attributes
+        )
+    except (
+        exceptions.GoogleAPICallError,
+        auth_exceptions.GoogleAuthError,
+        OSError,
+        ImportError,  # the Lineage client is in the ops extra
+    ) as error:
+        logging.getLogger(__name__).warning("lineage not recorded: %s", error)
+        return {"error": str(error)}
+    run = next(c.request["run"]["name"] for c in calls if c.method == "CreateRun")
+    events = sum(c.method == "CreateLineageEvent" for c in calls)
+    return {"run": run, "events": events}

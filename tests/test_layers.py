@@ -17,7 +17,7 @@ LAYERS = (
     ("gcp",),  # Google Cloud through its client libraries: no Beam
     ("transforms",),  # Beam
     ("pipelines", "simulator", "subscribers", "dashboard"),  # companions of the specs
-    ("deploy", "local"),  # operations
+    ("deploy", "local", "governance"),  # operations
     ("cli",),
 )
 FORBIDDEN = {  # third-party roots a package must not import, even lazily
