@@ -41,7 +41,8 @@ def fresh_plan() -> str:
 
 def roles_table() -> str:
     lines = ["| identity | role | for |", "|---|---|---|"]
-    lines += [f"| {who} | `{role}` | {why} |" for who, role, why in ROLES]
+    for who, roles, why in ROLES:
+        lines.append(f"| {who} | {', '.join(f'`{role}`' for role in roles.split(', '))} | {why} |")
     return "\n".join(lines)
 
 
