@@ -24,9 +24,10 @@ def register(commands) -> None:
         help="serve the dashboard and realtime page, or print a Looker Studio link",
         description="Serves the lab's dashboard (visits by page, most popular items, sales by "
         "category, visits by device type) at / and a realtime page (clicks by page, page views "
-        "per minute; refreshes by itself) at /realtime, from the analyst views of the local "
-        "stack or, with --project, BigQuery. Works offline. With --looker-link it prints a "
-        "Looker Studio URL that creates a report on the views instead.",
+        "per minute; refreshes by itself; lists the DoS drill's incidents) at /realtime, from "
+        "the analyst views of the local stack or, with --project, BigQuery. Works offline. "
+        "With --looker-link it prints a Looker Studio URL that creates a report on the views "
+        "instead.",
     )
     parser.add_argument("--project", help="Google Cloud project (default: the local stack)")
     parser.add_argument("--dataset", default=names.DATASET, help="BigQuery dataset")
@@ -47,6 +48,12 @@ def register(commands) -> None:
     )
     parser.add_argument(
         "--refresh", type=int, default=10, help="seconds between realtime refreshes (10)"
+    )
+    parser.add_argument(
+        "--incidents",
+        metavar="FILE",
+        help="incidents of the DoS drill to list on the realtime page (default, on the local "
+        f"stack: the drill's, STATE/{names.INCIDENTS_FILE})",
     )
     parser.add_argument(
         "--looker-link",
@@ -89,10 +96,15 @@ def _print_looker_link(args: argparse.Namespace) -> None:
 
 
 def _serve(args: argparse.Namespace) -> None:
-    from clickstream.gcp import bigquery_tables
+    from pathlib import Path
 
+    from clickstream.gcp import bigquery_tables
+    from clickstream.local import emulators
+
+    incidents = Path(args.incidents) if args.incidents else None
     if args.project is None:
         use_local_stack()
+        incidents = incidents or emulators.settings().state_dir / names.INCIDENTS_FILE
     source = Source(bigquery_tables.client(args.project), args.dataset)
     missing = source.missing_views()
     if missing:
@@ -101,7 +113,7 @@ def _serve(args: argparse.Namespace) -> None:
             f"error: {source.name} lacks the views {', '.join(missing)}; create them with "
             f"`clickstream views apply{where} --dataset {args.dataset}`"
         )
-    settings = Settings(source, args.clock, args.minutes, args.refresh)
+    settings = Settings(source, args.clock, args.minutes, args.refresh, incidents)
     try:
         server = DashboardServer((args.host, args.port), settings)
     except OSError as error:

@@ -13,6 +13,7 @@ from clickstream.cli import (
     governance,
     local,
     migrate,
+    monitoring,
     simulate,
     stream,
     subscribe,
@@ -20,7 +21,18 @@ from clickstream.cli import (
     views,
 )
 
-COMMANDS = (local, migrate, template, views, dashboard, simulate, stream, subscribe, governance)
+COMMANDS = (
+    local,
+    migrate,
+    template,
+    views,
+    dashboard,
+    simulate,
+    stream,
+    subscribe,
+    monitoring,
+    governance,
+)
 
 
 def _parser() -> argparse.ArgumentParser:

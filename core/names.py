@@ -31,3 +31,11 @@ def subscription_path(project: str, subscription: str) -> str:
     if subscription.startswith("projects/"):
         return subscription
     return f"projects/{project}/subscriptions/{subscription}"
+
+
+# The denial-of-service drill's alerting (clickstream.monitoring)
+DOS_PAGE_VIEWS_METRIC = "clickstream_dos_page_views"  # log-based metric: page views per window
+DOS_FLAGGED_WINDOWS_METRIC = "clickstream_dos_windows_over_threshold"  # log-based counter
+RESOURCE_LABEL = "clickstream-resource"  # finds again the resources whose names Google assigns
+INCIDENTS_FILE = "dos-incidents.jsonl"  # the local alert evaluator's, in the stack's state dir
+DRILL_MAILBOX = "dos-mailbox"  # the drill's local mail server's Maildir, in the state dir

@@ -7,10 +7,14 @@ views (``metadata/views``) through the BigQuery client: the local stack, or a pr
 ``--project``. Charts are drawn in the browser by plotly.js, served from the plotly package, so
 nothing is fetched from the internet at view time.
 
+The realtime page also lists the denial-of-service drill's incidents (``/api/incidents``): those
+the local alert evaluator (``clickstream monitoring drill``) records in its incidents file.
+
 ``--looker-link`` prints a Looker Studio Linking API URL that creates a report whose data sources
 are the same views in BigQuery.
 """
 
+import dataclasses
 import datetime
 import functools
 import json
@@ -20,11 +24,12 @@ from decimal import Decimal
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
+from pathlib import Path
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from plotly.utils import PlotlyJSONEncoder
 
-from clickstream.core import contract
+from clickstream.core import contract, incidents
 from clickstream.dashboard.charts import (
     TOP_ITEMS,
     clicks_by_page_chart,
@@ -61,6 +66,7 @@ LOOKER_DATA_SOURCES = (
 )
 CLOCKS = ("now", "latest")
 MAX_MINUTES = 24 * 60
+RECENT_INCIDENTS = 10
 
 
 class BadRequest(ValueError):
@@ -116,6 +122,7 @@ class Settings:
     clock: str  # "now" (live stream) or "latest" (the realtime window ends at the latest minute)
     minutes: int  # default realtime window
     refresh_seconds: int
+    incidents: Path | None = None  # the DoS drill's incidents file, if any
 
 
 # Data for the pages
@@ -213,6 +220,17 @@ def realtime_data(
     }
 
 
+def incidents_data(path: Path | None) -> dict:
+    """The latest incidents of the drill's file (the open ones first), and how many are open."""
+    found = incidents.read(path) if path else []
+    found.sort(key=lambda incident: incident.state != incidents.OPEN)  # stable: latest first
+    return {
+        "source": str(path) if path else None,
+        "open": sum(incident.state == incidents.OPEN for incident in found),
+        "incidents": [dataclasses.asdict(i) for i in found[:RECENT_INCIDENTS]],
+    }
+
+
 # Charts: plotly figures as JSON-ready dicts, drawn by plotly.js in the page
 
 
@@ -268,6 +286,8 @@ class DashboardHandler(BaseHTTPRequestHandler):
             self._send_data(lambda: dashboard_data(self.server.settings.source))
         elif url.path == "/api/realtime":
             self._send_data(lambda: self._realtime(parse_qs(url.query)))
+        elif url.path == "/api/incidents":
+            self._send_data(lambda: incidents_data(self.server.settings.incidents))
         else:
             self._send_json({"error": f"not found: {url.path}"}, HTTPStatus.NOT_FOUND)
 

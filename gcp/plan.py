@@ -8,9 +8,13 @@ says (fields the server fills in are not compared):
 
 - ``create``: it does not exist;
 - ``update``: declared fields differ, and the API can change them in place (they are listed);
-- ``replace``: a field the API cannot change differs (listed): it is deleted, then created;
-  so is every resource declared ``after`` it (a zone's assets go with the zone);
+- ``replace``: a field the API cannot change differs (listed): it is deleted, then created; so
+  is every resource declared ``after`` it (a zone's assets go with the zone);
 - ``unchanged``: every declared field matches.
+
+A field may hold a ``Reference`` to an earlier resource's name when the server assigns it (an
+alert policy's notification channel): it is resolved from what exists, or, for a resource still
+to be created, shown as known after apply and resolved once apply has created it.
 
 ``render`` prints a plan for review; ``validate`` asks the APIs that offer it (``validate_only``)
 to check the changes without making them; ``apply`` performs exactly the plan's changes and
@@ -26,6 +30,23 @@ from typing import Any, Protocol
 
 CREATE, UPDATE, REPLACE, UNCHANGED = "create", "update", "replace", "unchanged"
 SYMBOLS = {CREATE: "+", UPDATE: "~", REPLACE: "-/+", UNCHANGED: "="}
+
+
+class PlanError(RuntimeError):
+    """The declarations cannot be planned or applied as they are."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Reference:
+    """The value of ``field`` (by default its server-assigned name) of the declared resource
+    ``kind`` ``name``, which must be declared before the resource that refers to it."""
+
+    kind: str
+    name: str
+    field: str = "name"
+
+    def __str__(self) -> str:
+        return f"({self.field} of {self.kind} {self.name}, known after apply)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +73,9 @@ class Adapter(Protocol):
     def read(self, resource: Resource) -> dict | None:
         """The resource as it exists, in the same JSON form; None when it does not."""
 
-    def create(self, resource: Resource) -> None: ...
+    def create(self, resource: Resource) -> dict | None:
+        """Create it; returns it as created (in the same JSON form), which resources that refer
+        to it need (None when nothing does)."""
 
     def update(self, resource: Resource, current: dict, fields: tuple[str, ...]) -> None:
         """Change ``fields`` (dotted paths) to their declared values, nothing else."""
@@ -78,11 +101,23 @@ class Change:
 
 def differences(declared: Any, current: Any, path: str = "") -> list[str]:
     """Dotted paths where ``current`` differs from ``declared``. Only the keys ``declared``
-    has are compared; lists are compared whole (their order matters)."""
+    has are compared; lists are compared whole (their order matters), but for lists of objects
+    of the same length the path goes on into the differing items, by index
+    (``conditions.0.threshold_value``)."""
     if isinstance(declared, Mapping) and isinstance(current, Mapping):
         found = []
         for key, value in declared.items():
             found += differences(value, current.get(key), f"{path}.{key}" if path else key)
+        return found
+    if (
+        isinstance(declared, list)
+        and isinstance(current, list)
+        and len(declared) == len(current)
+        and all(isinstance(item, Mapping) for item in declared)
+    ):
+        found = []
+        for index, (item, existing) in enumerate(zip(declared, current, strict=True)):
+            found += differences(item, existing, f"{path}.{index}" if path else str(index))
         return found
     return [] if _same(declared, current) else [path]
 
@@ -107,17 +142,55 @@ def _immutable(resource: Resource, fields: Iterable[str]) -> bool:
     )
 
 
-def plan(resources: Iterable[Resource], adapters: Mapping[str, Adapter]) -> list[Change]:
-    """The change each resource needs, in declaration order."""
-    changes = []
-    replaced: set[str] = set()
+def _resolved(value: Any, known: Mapping[tuple[str, str], dict]) -> Any:
+    """``value`` with each Reference to a resource in ``known`` replaced by its field there."""
+    if isinstance(value, Reference):
+        found = known.get((value.kind, value.name))
+        return value if found is None else found.get(value.field)
+    if isinstance(value, Mapping):
+        return {key: _resolved(item, known) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_resolved(item, known) for item in value]
+    return value
+
+
+def _references(value: Any) -> Iterable[Reference]:
+    if isinstance(value, Reference):
+        yield value
+    elif isinstance(value, Mapping | list):
+        for item in value.values() if isinstance(value, Mapping) else value:
+            yield from _references(item)
+
+
+def _check_order(resources: list[Resource]) -> None:
+    declared: set[tuple[str, str]] = set()
     for resource in resources:
+        for reference in _references(resource.fields):
+            if (reference.kind, reference.name) not in declared:
+                raise PlanError(
+                    f"{resource.label} refers to {reference.kind} {reference.name}, which is "
+                    "not declared before it"
+                )
+        declared.add((resource.kind, resource.name))
+
+
+def plan(resources: Iterable[Resource], adapters: Mapping[str, Adapter]) -> list[Change]:
+    """The change each resource needs, in declaration order. References are resolved from what
+    exists; those to resources that apply will create or replace stay unresolved."""
+    resources = list(resources)
+    _check_order(resources)
+    changes: list[Change] = []
+    replaced: set[str] = set()
+    known: dict[tuple[str, str], dict] = {}
+    for declared in resources:
+        resource = dataclasses.replace(declared, fields=_resolved(declared.fields, known))
         current = adapters[resource.kind].read(resource)
         fields = () if current is None else tuple(differences(resource.fields, current))
         cause = next((label for label in resource.after if label in replaced), "")
         if current is None:
             changes.append(Change(CREATE, resource))
-        elif cause:
+            continue
+        if cause:
             changes.append(Change(REPLACE, resource, fields, current, because=cause))
         elif not fields:
             changes.append(Change(UNCHANGED, resource, (), current))
@@ -127,6 +200,8 @@ def plan(resources: Iterable[Resource], adapters: Mapping[str, Adapter]) -> list
             changes.append(Change(UPDATE, resource, fields, current))
         if changes[-1].action == REPLACE:
             replaced.add(resource.label)
+        else:
+            known[(resource.kind, resource.name)] = current
     return changes
 
 
@@ -146,21 +221,23 @@ def _value(fields: Any, path: str) -> Any:
     return None if key is None else _value(fields[key], path[len(key) + 1 :])
 
 
-def render(changes: list[Change]) -> str:
-    """The plan as text: one line per resource, the changed fields (with their declared values)
-    under updates and replacements, every declared field under creations, then a summary."""
+def render(changes: list[Change], limit: int | None = 160) -> str:
+    """The plan as text: one line per resource, the changed fields (with their declared values,
+    cut at ``limit`` characters; None: whole) under updates and replacements, every declared
+    field under creations, then a summary."""
     lines = []
     for change in changes:
         lines.append(f"{SYMBOLS[change.action]:>3} {change.action:<9} {change.resource.label}")
+        if change.because:
+            lines.append(f"      (replaced with {change.because})")
         shown = change.fields if change.fields else ()
         if change.action == CREATE:
             shown = tuple(_leaves(change.resource.fields))
         for field in shown:
             frozen = change.action == REPLACE and _immutable(change.resource, [field])
             why = " (cannot change in place)" if frozen else ""
-            lines.append(f"      {field}: {_short(_value(change.resource.fields, field))}{why}")
-        if change.because:
-            lines.append(f"      (replaced with {change.because})")
+            value = _short(_value(change.resource.fields, field), limit)
+            lines.append(f"      {field}: {value}{why}")
     counts = {action: sum(c.action == action for c in changes) for action in SYMBOLS}
     lines.append(
         f"Plan: {counts[CREATE]} to create, {counts[UPDATE]} to update, "
@@ -169,18 +246,21 @@ def render(changes: list[Change]) -> str:
     return "\n".join(lines)
 
 
-def _leaves(fields: Mapping[str, Any], path: str = "") -> Iterable[str]:
-    for key, value in fields.items():
-        dotted = f"{path}.{key}" if path else key
-        if isinstance(value, Mapping) and value:
+def _leaves(fields: Mapping[str, Any] | list, path: str = "") -> Iterable[str]:
+    """The dotted paths of the values in ``fields``, into objects and lists of objects."""
+    items = fields.items() if isinstance(fields, Mapping) else enumerate(fields)
+    for key, value in items:
+        dotted = f"{path}.{key}" if path else str(key)
+        nested = isinstance(value, list) and all(isinstance(item, Mapping) for item in value)
+        if value and (isinstance(value, Mapping) or nested):
             yield from _leaves(value, dotted)
         else:
             yield dotted
 
 
-def _short(value: Any, limit: int = 160) -> str:
+def _short(value: Any, limit: int | None = 160) -> str:
     text = json.dumps(value, sort_keys=True, default=str)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return text if limit is None or len(text) <= limit else text[: limit - 3] + "..."
 
 
 def validate(changes: list[Change], adapters: Mapping[str, Adapter]) -> list[tuple[Change, str]]:
@@ -210,26 +290,40 @@ def validate(changes: list[Change], adapters: Mapping[str, Adapter]) -> list[tup
 def apply(
     changes: list[Change],
     adapters: Mapping[str, Adapter],
-    on_done: Callable[[Change], None] | None = None,
+    performed: Callable[[Change], None] | None = None,
 ) -> list[Change]:
     """Perform the plan's changes: the deletions of replaced resources (last declared first),
-    then creations and updates in order, calling ``on_done`` after each. Returns those performed
-    (every one but the unchanged)."""
+    then creations and updates in order, each resource with the references that apply resolved
+    before it, calling ``performed`` after each. Returns those performed (every one but the
+    unchanged)."""
     for change in reversed(changes):
         if change.action == REPLACE:
             adapters[change.resource.kind].delete(change.resource, change.current or {})
     done = []
+    known: dict[tuple[str, str], dict] = {}
     for change in changes:
-        adapter = adapters[change.resource.kind]
+        resource = dataclasses.replace(
+            change.resource, fields=_resolved(change.resource.fields, known)
+        )
+        for reference in _references(resource.fields):
+            raise PlanError(
+                f"{resource.label} refers to {reference.kind} {reference.name}, whose "
+                f"{reference.field} is unknown: its adapter's create returned nothing"
+            )
+        adapter = adapters[resource.kind]
+        created = None
         if change.action in (CREATE, REPLACE):
-            adapter.create(change.resource)
+            created = adapter.create(resource)
         elif change.action == UPDATE:
-            adapter.update(change.resource, change.current or {}, change.fields)
-        else:
+            adapter.update(resource, change.current or {}, change.fields)
+        current = created if change.action in (CREATE, REPLACE) else change.current
+        if current is not None:
+            known[(resource.kind, resource.name)] = current
+        if change.action == UNCHANGED:
             continue
         done.append(change)
-        if on_done:
-            on_done(change)
+        if performed:
+            performed(change)
     return done
 
 

@@ -31,7 +31,13 @@ REFRESH_SECONDS = 5
 def serving(dataset: str, minutes: int = 2):
     """The dashboard server on a free port in a thread, its clock at the data's latest minute."""
     source = dashboard.Source(bigquery_tables.client(), dataset)
-    settings = dashboard.Settings(source, "latest", minutes, REFRESH_SECONDS)
+    with served(dashboard.Settings(source, "latest", minutes, REFRESH_SECONDS)) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def served(settings: dashboard.Settings):
+    """The dashboard server with ``settings`` on a free port in a thread; its URL."""
     server = dashboard.DashboardServer(("127.0.0.1", 0), settings)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -17,7 +17,7 @@ LAYERS = (
     ("gcp",),  # Google Cloud through its client libraries: no Beam
     ("transforms",),  # Beam
     ("pipelines", "simulator", "subscribers", "dashboard"),  # companions of the specs
-    ("deploy", "local", "governance"),  # operations
+    ("deploy", "local", "monitoring", "governance"),  # operations
     ("cli",),
 )
 FORBIDDEN = {  # third-party roots a package must not import, even lazily
@@ -27,6 +27,7 @@ FORBIDDEN = {  # third-party roots a package must not import, even lazily
     "simulator": ("apache_beam",),
     "subscribers": ("apache_beam",),
     "dashboard": ("apache_beam",),
+    "monitoring": ("apache_beam",),  # the drill runs its pipeline in a process of its own
 }
 
 

@@ -2,6 +2,8 @@
 prints, and that applying a plan leaves nothing to do. (The monitoring and governance tests
 drive it through the real client libraries against fake Google services.)"""
 
+import pytest
+
 from clickstream.gcp import plan
 
 
@@ -144,3 +146,87 @@ def test_render_shows_keys_that_hold_dots_and_list_items():
     assert plan.render([plan.Change("update", resource, ("c.1.d",), current)]).splitlines()[1] == (
         "      c.1.d: 2"
     )
+
+
+class NamingApi(MemoryApi):
+    """A MemoryApi whose server assigns each created resource a name (like Monitoring's
+    channels and policies) and returns it."""
+
+    def __init__(self):
+        super().__init__()
+        self.serial = 0
+
+    def read(self, resource):
+        found = self.resources.get(resource.name)
+        return None if found is None else dict(found)
+
+    def create(self, resource):
+        super().create(resource)
+        self.serial += 1
+        self.resources[resource.name]["name"] = f"servers/{self.serial}"
+        return dict(self.resources[resource.name])
+
+    def update(self, resource, current, fields):
+        super().update(resource, current, fields)
+        self.resources[resource.name]["name"] = current["name"]
+
+
+def referring(kind="mail"):
+    return [
+        plan.Resource("channel", "mail", {"type": kind}, ("type",)),
+        plan.Resource("policy", "alert", {"channels": [plan.Reference("channel", "mail")]}),
+    ]
+
+
+def test_a_reference_to_a_name_the_server_assigns_is_known_after_apply():
+    api = NamingApi()
+    adapters = {"channel": api, "policy": api}
+    changes = plan.plan(referring(), adapters)
+    assert plan.render(changes).splitlines()[2:4] == [
+        "  + create    policy alert",
+        '      channels: ["(name of channel mail, known after apply)"]',
+    ]
+    plan.apply(changes, adapters)
+    assert api.resources["alert"]["channels"] == ["servers/1"]
+    again = plan.plan(referring(), adapters)
+    assert [c.action for c in again] == ["unchanged", "unchanged"]
+    assert again[1].resource.fields == {"channels": ["servers/1"]}
+
+
+def test_replacing_a_referenced_resource_updates_what_refers_to_it():
+    api = NamingApi()
+    adapters = {"channel": api, "policy": api}
+    plan.apply(plan.plan(referring(), adapters), adapters)
+    api.calls.clear()
+    changes = plan.plan(referring(kind="sms"), adapters)
+    assert [(c.action, c.fields) for c in changes] == [
+        ("replace", ("type",)),
+        ("update", ("channels",)),
+    ]
+    assert "known after apply" in plan.render(changes)
+    plan.apply(changes, adapters)
+    assert [call[0] for call in api.calls] == ["delete", "create", "update"]
+    assert api.resources["alert"]["channels"] == ["servers/3"]  # the policy was servers/2
+
+
+def test_a_reference_must_point_to_a_resource_declared_before():
+    api = NamingApi()
+    with pytest.raises(plan.PlanError, match="policy alert refers to channel mail, which is not"):
+        plan.plan(referring()[::-1], {"channel": api, "policy": api})
+
+
+def test_lists_of_objects_are_compared_item_by_item_and_shown_whole_when_asked():
+    declared = {"conditions": [{"name": "a", "threshold": {"value": 2}}], "tags": ["x", "y"]}
+    current = {"conditions": [{"name": "a", "threshold": {"value": 1}, "id": 7}], "tags": ["y"]}
+    assert plan.differences(declared, current) == ["conditions.0.threshold.value", "tags"]
+    assert plan.differences(declared, {**current, "conditions": []}) == ["conditions", "tags"]
+    long = plan.Resource("policy", "p", {"text": "x" * 200})
+    change = plan.Change(plan.CREATE, long)
+    assert plan.render([change]).splitlines()[1].endswith("xxx...")
+    assert plan.render([change], limit=None).splitlines()[1] == f'      text: "{"x" * 200}"'
+    nested = plan.render([plan.Change(plan.CREATE, plan.Resource("policy", "p", declared))])
+    assert nested.splitlines()[1:4] == [
+        '      conditions.0.name: "a"',
+        "      conditions.0.threshold.value: 2",
+        '      tags: ["x", "y"]',
+    ]

@@ -7,23 +7,24 @@ import threading
 import apache_beam as beam
 import orjson
 
+from clickstream.core import dos, names
 from clickstream.transforms.page_view_counts import ALL_PAGES
 
 _STDOUT = threading.Lock()
 
 
 def entry(count, threshold: int) -> beam.Row:
-    """The log entry of one window's site-wide count (a ``PageViewCounts`` row)."""
-    over = count.page_views > threshold
+    """The log entry (``core/dos.py``) of one window's site-wide count (a ``PageViewCounts``
+    row)."""
     return beam.Row(
-        window_start=count.window_start,
-        window_end=count.window_end,
-        page_views=count.page_views,
-        threshold=threshold,
-        over_threshold=over,
-        severity="WARNING" if over else "INFO",
-        timing=count.timing,
-        pane_index=count.pane_index,
+        **dos.entry(
+            count.window_start,
+            count.window_end,
+            count.page_views,
+            threshold,
+            count.timing,
+            count.pane_index,
+        )
     )
 
 
@@ -63,7 +64,7 @@ class _WriteEntries(beam.DoFn):
             from google.cloud.logging import Resource
 
             self.logger = cloud_logging.Client(project=self.project).logger(
-                self.log_name, resource=Resource(type="global", labels={})
+                self.log_name, resource=Resource(type=dos.RESOURCE_TYPE, labels={})
             )
 
     def start_bundle(self):
@@ -111,7 +112,7 @@ class WriteLogEntries(beam.PTransform):
 
     def __init__(
         self,
-        log_name: str = "clickstream-dos",
+        log_name: str = names.DOS_LOG,
         log_file: str = "",
         severity: str = "INFO",
         project: str | None = None,

@@ -54,9 +54,28 @@ async function loadDashboard() {
   document.body.dataset.rendered = Object.keys(body.charts).length;
 }
 
+// The realtime page's incidents: body[data-open-incidents] says how many are open.
+async function showIncidents() {
+  const body = await fetchJSON("/api/incidents");
+  const list = document.getElementById("incident-list");
+  list.replaceChildren(
+    ...body.incidents.map((incident) => {
+      const item = document.createElement("li");
+      item.className = `incident ${incident.state}`;
+      const when = incident.closed_at ? `${incident.opened_at} to ${incident.closed_at}` : `since ${incident.opened_at}`;
+      item.textContent = `${incident.state.toUpperCase()} ${when}: ${incident.summary}`;
+      return item;
+    })
+  );
+  document.getElementById("incidents").hidden = body.incidents.length === 0;
+  document.body.dataset.openIncidents = body.open;
+}
+
 // The realtime page: redraw every refresh_seconds; body[data-updates] counts the redraws.
+// The incidents are shown even when the charts' data cannot be read.
 async function refreshRealtime() {
   let wait = RETRY_SECONDS;
+  const incidents = showIncidents().catch(showError);
   try {
     const minutes = new URLSearchParams(location.search).get("minutes");
     const body = await fetchJSON("/api/realtime" + (minutes ? `?minutes=${encodeURIComponent(minutes)}` : ""));
@@ -68,7 +87,7 @@ async function refreshRealtime() {
       `Last ${body.minutes} minutes, up to ${end} UTC (${anchor}): ` +
       `${integer.format(body.page_views)} page views. ` +
       `Updated ${new Date().toLocaleTimeString()}, every ${wait} s.`;
-    await drawAll(body.charts);
+    await Promise.all([drawAll(body.charts), incidents]);
     document.body.dataset.updates = Number(document.body.dataset.updates || 0) + 1;
   } catch (error) {
     showError(error);
