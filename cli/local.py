@@ -56,6 +56,6 @@ def register(commands) -> None:
     local.add_argument("paths", nargs="*", help="upload: local files or globs to copy")
     local.add_argument("--dataset", default=names.DATASET, help="dataset to create (up)")
     local.add_argument(
-        "--prefix", default="landing/", help="upload: object prefix in the stack's bucket"
+        "--prefix", default=names.LANDING_PREFIX, help="upload: object prefix in the stack's bucket"
     )
     local.set_defaults(run=_local)

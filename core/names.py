@@ -7,6 +7,10 @@ PUSH_SUBSCRIPTION = "visits-push"
 LOCAL_PROJECT = "clickstream-local"  # the local stack's project (and its bucket's name)
 DOS_LOG = "clickstream-dos"  # the Cloud Logging log of the denial-of-service entries
 COUNTER_NAMESPACE = "clickstream"  # Beam metrics of the catalog's transforms
+LANDING_PREFIX = "landing/"  # where visit files land in a bucket, to be migrated
+FILE_LANDED_DAG = "clickstream_file_landed"  # the Airflow DAG that migrates one landed file
+FILES_PROCESSED_TOPIC = "files-processed"  # the DAG announces each processed (or failed) file
+FILES_PROCESSED_SUBSCRIPTION = "files-processed-notify"  # `clickstream subscribe files` reads it
 
 
 def dead_letter_topic(topic: str) -> str:

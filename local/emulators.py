@@ -353,7 +353,7 @@ def _ensure_bucket(s: Settings) -> None:
         _storage_client(s).create_bucket(s.project)
 
 
-def upload(paths: list[str], prefix: str = "landing/") -> list[str]:
+def upload(paths: list[str], prefix: str = names.LANDING_PREFIX) -> list[str]:
     """Copy local files (globs allowed) into the stack's bucket under ``prefix``; their gs:// URLs.
     A path that matches nothing raises StackError."""
     import glob

@@ -18,6 +18,7 @@ LAYERS = (
     ("transforms",),  # Beam
     ("pipelines", "simulator", "subscribers", "dashboard"),  # companions of the specs
     ("deploy", "local"),  # operations
+    ("orchestration",),  # Composer: the DAG, its trigger, their deployment and local run
     ("cli",),
 )
 FORBIDDEN = {  # third-party roots a package must not import, even lazily
@@ -27,6 +28,7 @@ FORBIDDEN = {  # third-party roots a package must not import, even lazily
     "simulator": ("apache_beam",),
     "subscribers": ("apache_beam",),
     "dashboard": ("apache_beam",),
+    "orchestration": ("apache_beam",),  # the DAG runs in Composer, the trigger in Cloud Run
 }
 
 
