@@ -12,6 +12,7 @@ from clickstream.cli import (
     dashboard,
     local,
     migrate,
+    orchestrate,
     simulate,
     stream,
     subscribe,
@@ -19,7 +20,7 @@ from clickstream.cli import (
     views,
 )
 
-COMMANDS = (local, migrate, template, views, dashboard, simulate, stream, subscribe)
+COMMANDS = (local, migrate, template, views, dashboard, simulate, stream, subscribe, orchestrate)
 
 
 def _parser() -> argparse.ArgumentParser:

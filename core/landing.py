@@ -20,13 +20,15 @@ from clickstream.core import names
 FINALIZED = "google.cloud.storage.object.v1.finalized"  # the CloudEvent of a written object
 VISIT_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.bz2")  # the batch migration reads these
 PROCESSED, FAILED = "processed", "failed"
-# The batch migration's counters (Beam, namespace names.COUNTER_NAMESPACE) a message carries.
+# The batch migration's counters (Beam, namespace names.COUNTER_NAMESPACE) a message carries:
+# records read, visits and events loaded and rejected, and how many visit rows were new.
 COUNTERS = (
     "records_read",
     "visits_accepted",
     "visits_rejected",
     "events_accepted",
     "events_rejected",
+    "visits.rows_inserted",
 )
 _BUCKET = re.compile(r"[a-z0-9][-_.a-z0-9]{1,220}[a-z0-9]")
 _RUN_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_.~+-]+")  # Airflow's default allowed_run_id_pattern
@@ -156,7 +158,8 @@ def describe(body: dict) -> str:
     )
     return (
         f"processed {where}: {counts['records_read']:,} records read, "
-        f"{counts['visits_accepted']:,} visits loaded, {counts['visits_rejected']:,} rejected; "
+        f"{counts['visits_accepted']:,} visits loaded ({counts['visits.rows_inserted']:,} new), "
+        f"{counts['visits_rejected']:,} rejected; "
         f"{counts['events_accepted']:,} events loaded, {counts['events_rejected']:,} rejected"
         f"{dead}; {job}"
     )

@@ -60,7 +60,10 @@ class Target:
             raise ValueError(f"airflow API {self.airflow_api!r}: v2 (Airflow 3) or v1 (Airflow 2)")
 
     def gcloud(self, *args: str) -> list[str]:
-        return ["gcloud", *args, f"--project={self.project}"]
+        """A gcloud command in the project (the flag before a ``--``: what follows is not
+        gcloud's)."""
+        end = args.index("--") if "--" in args else len(args)
+        return ["gcloud", *args[:end], f"--project={self.project}", *args[end:]]
 
     def describe(self, field: str) -> str:
         """A field of the environment, read by the shell when the command runs."""

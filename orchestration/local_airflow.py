@@ -30,7 +30,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
 from clickstream.core import names
-from clickstream.gcp import pubsub
+from clickstream.gcp import bigquery_tables, pubsub
 from clickstream.orchestration import bridge, deployment
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,6 +54,7 @@ class Local:
     home: Path  # AIRFLOW_HOME: the SQLite database, the staged DAGs, logs
     airflow_port: int = 8090
     function_port: int = 8091
+    dataset: str = names.DATASET
     airflow_venv: Path = AIRFLOW_VENV
 
     @property
@@ -70,7 +71,12 @@ class Local:
 
     def settings(self) -> dict:
         """The DAG's variable: the local project, its bucket holds the template files' place."""
-        return {"project": self.project, "region": "local", "template_bucket": self.project}
+        return {
+            "project": self.project,
+            "region": "local",
+            "template_bucket": self.project,
+            "dataset": self.dataset,
+        }
 
     def airflow_env(self) -> dict[str, str]:
         """Airflow's configuration (environment variables), on top of the current environment
@@ -159,6 +165,7 @@ def running(local: Local) -> Iterator[Local]:
     logs = local.home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     deployment.stage_dags(local.dags, local=True)
+    bigquery_tables.ensure_tables(local.project, local.dataset)
     pubsub.ensure_subscription(
         local.project, names.FILES_PROCESSED_SUBSCRIPTION, names.FILES_PROCESSED_TOPIC
     )
