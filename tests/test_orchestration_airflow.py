@@ -1,4 +1,4 @@
-"""The DAG's tests (tests/airflow) in the Airflow environment, on the DAGs folder staged as
+"""The DAG's tests (tests/in_airflow) in the Airflow environment, on the DAGs folder staged as
 Composer gets it: the catalog's environment has no Airflow, so this test runs them there."""
 
 import os
@@ -19,7 +19,15 @@ def test_the_dag_tests_pass_in_the_airflow_environment(airflow_environment, tmp_
         "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
     }
     result = subprocess.run(
-        [str(airflow_environment), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/airflow"],
+        [
+            str(airflow_environment),
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests/in_airflow",
+        ],
         cwd=ROOT,
         env=env,
         capture_output=True,
