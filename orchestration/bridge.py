@@ -22,10 +22,10 @@ TIMEOUT_SECONDS = 60  # the function waits for Airflow's answer
 _LOG = logging.getLogger(__name__)
 
 
-def cloud_event(blob: storage.Blob) -> tuple[dict[str, str], bytes]:
-    """Headers and body of the finalize CloudEvent of ``blob`` (its StorageObjectData)."""
+def object_data(blob: storage.Blob) -> dict[str, str]:
+    """The StorageObjectData of ``blob``: what a Cloud Storage event carries."""
     bucket, created = blob.bucket.name, blob.time_created.isoformat().replace("+00:00", "Z")
-    data = {
+    return {
         "kind": "storage#object",
         "id": f"{bucket}/{blob.name}/{blob.generation}",
         "bucket": bucket,
@@ -40,16 +40,28 @@ def cloud_event(blob: storage.Blob) -> tuple[dict[str, str], bytes]:
         "timeCreated": created,
         "updated": created,
     }
+
+
+def cloud_event(data: dict[str, str]) -> tuple[dict[str, str], bytes]:
+    """Headers and body of the finalize CloudEvent of an object (its StorageObjectData)."""
+    bucket, name, generation = data["bucket"], data["name"], data["generation"]
     headers = {
         "ce-specversion": "1.0",
-        "ce-id": data["id"],  # a redelivery carries the same id
+        "ce-id": f"{bucket}/{name}/{generation}",  # a redelivery carries the same id
         "ce-source": f"//storage.googleapis.com/projects/_/buckets/{bucket}",
         "ce-type": landing.FINALIZED,
-        "ce-subject": f"objects/{blob.name}",
-        "ce-time": created,
+        "ce-subject": f"objects/{name}",
         "Content-Type": "application/json",
     }
+    if data.get("timeCreated"):
+        headers["ce-time"] = data["timeCreated"]
     return headers, json.dumps(data).encode()
+
+
+def deliver(url: str, data: dict[str, str]) -> int:
+    """POST the finalize event of the object ``data`` describes to ``url``; the status code."""
+    headers, body = cloud_event(data)
+    return requests.post(url, data=body, headers=headers, timeout=TIMEOUT_SECONDS).status_code
 
 
 class Bridge:
@@ -80,7 +92,7 @@ class Bridge:
             if self._key(blob) in self.delivered:
                 continue
             try:
-                status = self.deliver(blob)
+                status = deliver(self.url, object_data(blob))
             except requests.RequestException as error:
                 _LOG.warning("bridge: %s#%s not delivered: %s", blob.name, blob.generation, error)
                 continue

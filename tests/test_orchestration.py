@@ -14,7 +14,7 @@ import functions_framework
 import pytest
 
 from clickstream.core import landing, names, templates
-from clickstream.orchestration import deployment, trigger
+from clickstream.orchestration import bridge, deployment, trigger
 
 FILE = landing.LandedFile("my-bucket", "landing/visits-2024-07-01.jsonl", "1719824400000000")
 AIRFLOW_RUN_ID = re.compile(r"^[A-Za-z0-9_.~:+-]+$")  # Airflow's default allowed_run_id_pattern
@@ -261,15 +261,8 @@ def function():
 
 def finalize(client, name=FILE.object, generation=FILE.generation, bucket=FILE.bucket):
     """POST the finalize event of an object, as Eventarc delivers it (binary mode)."""
-    data = {"bucket": bucket, "name": name, "generation": generation}
-    headers = {
-        "ce-specversion": "1.0",
-        "ce-id": f"{bucket}/{name}/{generation}",
-        "ce-source": f"//storage.googleapis.com/projects/_/buckets/{bucket}",
-        "ce-type": landing.FINALIZED,
-        "ce-subject": f"objects/{name}",
-    }
-    return client.post("/", json=data, headers=headers)
+    headers, body = bridge.cloud_event({"bucket": bucket, "name": name, "generation": generation})
+    return client.post("/", data=body, headers=headers)
 
 
 def test_an_event_starts_the_run_of_that_object_generation(airflow, function):
