@@ -68,6 +68,17 @@ def _deploy(args: argparse.Namespace) -> None:
     execute(commands, args.dry_run)
 
 
+def _docs(args: argparse.Namespace) -> None:
+    from clickstream.orchestration import docs_page
+
+    stale = docs_page.write(check=args.check)
+    if args.check and stale:
+        raise SystemExit(
+            "error: docs/orchestration.md is stale; run `clickstream orchestrate docs`"
+        )
+    print("docs/orchestration.md " + ("is up to date" if args.check else "written"))
+
+
 def register(commands) -> None:
     """Adds ``orchestrate`` and its actions to the ``clickstream`` command."""
     orchestrate = commands.add_parser(
@@ -120,3 +131,9 @@ def register(commands) -> None:
     deploy.add_argument("--build-dir", default=str(Path("build", "orchestration")))
     deploy.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     deploy.set_defaults(run=_deploy)
+
+    docs = actions.add_parser(
+        "docs", help="generate docs/orchestration.md's message and command blocks"
+    )
+    docs.add_argument("--check", action="store_true", help="fail if the page is stale")
+    docs.set_defaults(run=_docs)
