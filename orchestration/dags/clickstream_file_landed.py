@@ -1,7 +1,7 @@
 """Lab Task 4.1 in Cloud Composer: one run per visit file landed in Cloud Storage.
 
 The run's configuration names the file: ``{"bucket", "object", "generation"}`` (the trigger
-function, ``clickstream/orchestration/trigger.py``, starts the run from the bucket's finalize
+function, ``orchestration/trigger.py``, starts the run from the bucket's finalize
 event, with a run id derived from those three, so a redelivered event is no second run). The run
 
 1. ``landed_file``: checks the configuration;
