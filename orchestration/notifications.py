@@ -50,14 +50,13 @@ def follow(
     tell: Callable[[str], None] = print,
     mail: Mail | None = None,
     count: int | None = None,
-    done: Callable[[], bool] = lambda: False,
 ) -> int:
-    """Tell each message of ``subscription`` until ``count`` were told or ``done()``; the number
+    """Tell each message of ``subscription`` until ``count`` were told (or Ctrl-C); the number
     told. A message is acknowledged once told (and mailed)."""
     told = 0
     path = names.subscription_path(project, subscription)
     with pubsub_v1.SubscriberClient() as client:
-        while (count is None or told < count) and not done():
+        while count is None or told < count:
             wanted = PULL_MAX if count is None else min(PULL_MAX, count - told)
             try:
                 response = client.pull(
