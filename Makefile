@@ -4,10 +4,12 @@
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
+AIRFLOW_VENV := .venv-airflow
 LAB_DATA ?= ../shared/data/lab-visits
-FAST := not stack and not lab and not browser and not image and not gcloud
+FAST := not stack and not lab and not browser and not image and not gcloud and not airflow
 
-.PHONY: setup setup-browser demo test test-fast lint format bench up down templates lock
+.PHONY: setup setup-browser airflow airflow-lock demo test test-fast lint format bench up down \
+  templates lock
 
 setup: $(VENV)/.installed
 
@@ -16,6 +18,25 @@ $(VENV)/.installed: requirements.lock pyproject.toml setup.py
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
+
+# Airflow in its own environment (its pins clash with Beam's tree), from orchestration/airflow.lock:
+# the orchestration DAG's tests and the local Airflow run with it. Not needed by make setup.
+airflow: $(AIRFLOW_VENV)/.installed
+
+$(AIRFLOW_VENV)/.installed: orchestration/airflow.lock
+	rm -rf $(AIRFLOW_VENV) && $(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/pip install --quiet --disable-pip-version-check -r orchestration/airflow.lock
+	$(AIRFLOW_VENV)/bin/pip check
+	touch $@
+
+# Re-pin Airflow after changing orchestration/airflow-requirements.in.
+airflow-lock:
+	rm -rf .lock-airflow && $(PYTHON) -m venv .lock-airflow
+	.lock-airflow/bin/pip install --quiet -r orchestration/airflow-requirements.in
+	{ echo "# Fully pinned tree of orchestration/airflow-requirements.in (pip freeze of a fresh install; Python 3.11)."; \
+	  echo "# Regenerate with: make airflow-lock"; \
+	  .lock-airflow/bin/pip freeze; } > orchestration/airflow.lock
+	rm -rf .lock-airflow
 
 # Debian's Chromium, for the dashboard's browser tests (root, or sudo, for apt-get).
 setup-browser:
@@ -27,10 +48,10 @@ demo: setup up
 	$(BIN)/clickstream migrate --input '$(LAB_DATA)/*.jsonl' --report migration-report.json
 
 # Every test: the set-up they need first, then lint and all tiers.
-test: setup setup-browser lint
+test: setup setup-browser airflow lint
 	$(BIN)/pytest
 
-# No emulators, no browser, no lab data, no image build: under a minute.
+# No emulators, no browser, no lab data, no image build, no Airflow: under a minute.
 test-fast: setup lint
 	$(BIN)/pytest -m "$(FAST)"
 

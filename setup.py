@@ -24,12 +24,14 @@ FOLDERS = (  # top-level folders that are packages, lowest layer first (tests/te
     "local",
     "monitoring",
     "governance",
+    "orchestration",
     "cli",
 )
 PACKAGE_DATA = {
     "metadata": ["*.json", "tables/*.json", "views/*.sql"],
     "pipelines": ["*.yaml"],
     "dashboard": ["assets/*"],
+    "orchestration": ["dags/*.py", "dags/.airflowignore", "airflow*"],
 }
 
 present = [folder for folder in FOLDERS if (Path(__file__).parent / folder).is_dir()]

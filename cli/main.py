@@ -14,6 +14,7 @@ from clickstream.cli import (
     local,
     migrate,
     monitoring,
+    orchestrate,
     simulate,
     stream,
     subscribe,
@@ -32,6 +33,7 @@ COMMANDS = (
     subscribe,
     monitoring,
     governance,
+    orchestrate,
 )
 
 

@@ -85,6 +85,30 @@ def _publish(args: argparse.Namespace) -> None:
     print(f"published {len(ids):,} messages to projects/{project}/topics/{args.topic}")
 
 
+def _files(args: argparse.Namespace) -> None:
+    from clickstream.gcp import pubsub
+    from clickstream.orchestration import notifications
+
+    if args.count is not None and args.count < 1:
+        raise SystemExit(f"error: --count takes a positive number, not {args.count}")
+    project = args.project
+    if project is None:
+        project = use_local_stack()
+        pubsub.ensure_subscription(project, args.subscription, names.FILES_PROCESSED_TOPIC)
+    mail = None
+    if args.mail_to:
+        mail = notifications.Mail(args.mail_to, args.smtp_host, args.smtp_port)
+    print(f"listening on {names.subscription_path(project, args.subscription)}", flush=True)
+    try:
+        notifications.follow(
+            project, args.subscription, lambda line: print(line, flush=True), mail, args.count
+        )
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    except OSError as error:  # the mail relay
+        raise SystemExit(f"error: mailing failed: {error}") from None
+
+
 def _deploy(args: argparse.Namespace) -> None:
     from clickstream.deploy import subscribers as deployment
 
@@ -157,6 +181,24 @@ def register(commands) -> None:
     publish.add_argument("--project", help="Google Cloud project (default: the local stack)")
     publish.add_argument("--topic", default=names.TOPIC)
     publish.set_defaults(run=_publish)
+
+    files = actions.add_parser(
+        "files",
+        help="tell each processed or failed landed file (Lab Task 4.2), one line each",
+        description="Reads the files-processed subscription the orchestration DAG announces "
+        "to and prints one line per file: records read, visits and events loaded and "
+        "rejected (and where rejected ones went), or why it failed. With --mail-to each line "
+        "is also mailed through SMTP (locally a sink: python -m aiosmtpd -n -l "
+        "127.0.0.1:8025). On the local stack (no --project) the subscription is created "
+        "first. Runs until Ctrl-C, or until --count lines were printed.",
+    )
+    files.add_argument("--project", help="Google Cloud project (default: the local stack)")
+    files.add_argument("--subscription", default=names.FILES_PROCESSED_SUBSCRIPTION)
+    files.add_argument("--count", type=int, help="stop after this many lines")
+    files.add_argument("--mail-to", metavar="ADDRESS", help="also mail each line to ADDRESS")
+    files.add_argument("--smtp-host", default="127.0.0.1", help="mail relay (default 127.0.0.1)")
+    files.add_argument("--smtp-port", type=int, default=25, help="mail relay port (default 25)")
+    files.set_defaults(run=_files)
 
     deploy = actions.add_parser(
         "deploy",

@@ -1,6 +1,7 @@
 """``clickstream template``: list, run locally, build on Google Cloud, document the catalog."""
 
 import argparse
+import json
 import subprocess
 from pathlib import Path
 
@@ -54,6 +55,8 @@ def _run(args: argparse.Namespace) -> None:
     print(f"\n{args.name} finished")
     for key in sorted(counters):
         print(f"  {key:<32}{counters[key]:>10,}")
+    if args.counters:
+        Path(args.counters).write_text(json.dumps(counters, sort_keys=True) + "\n")
 
 
 def _build(args: argparse.Namespace) -> None:
@@ -189,6 +192,7 @@ def register(commands) -> None:
         "(stage local files with `clickstream local upload`). Arguments after `--` go to Beam.",
     )
     run.add_argument("name", help="template (spec) name, e.g. batch_migration")
+    run.add_argument("--counters", metavar="FILE", help="also write the counters to FILE (JSON)")
     add_parameter_arguments(run)
     run.set_defaults(run=_run)
 

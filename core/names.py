@@ -13,6 +13,9 @@ LAKE = "clickstream"  # the Dataplex lake
 MIGRATION_PROCESS = "clickstream-batch-migration"  # the batch migration's lineage process
 # The local stack's stand-in for the Data Lineage API: the JSON-lines file lineage is written to.
 LINEAGE_FILE_ENV = "CLICKSTREAM_LINEAGE_FILE"
+FILE_LANDED_DAG = "clickstream_file_landed"  # the Airflow DAG that migrates one landed file
+FILES_PROCESSED_TOPIC = "files-processed"  # the DAG announces each processed (or failed) file
+FILES_PROCESSED_SUBSCRIPTION = "files-processed-notify"  # `clickstream subscribe files` reads it
 
 
 def dead_letter_topic(topic: str) -> str:

@@ -6,9 +6,10 @@ orchestration DAG (an Airflow environment without Beam) builds its launch reques
 import importlib.metadata
 import re
 
-from clickstream.core import contract
+from clickstream.core import contract, names
 
 IMAGE_NAME = "clickstream-{name}"  # one image per template, built from templates/Dockerfile
+JOB_NAME = re.compile(r"[a-z]([-a-z0-9]{0,1022}[a-z0-9])?")  # what Dataflow accepts as a job name
 
 
 class ParameterError(ValueError):
@@ -127,3 +128,46 @@ def example_parameters(name: str) -> dict[str, str]:
         for p in metadata(name)["parameters"]
         if not p.get("isOptional", False)
     }
+
+
+def launch_request(
+    name: str,
+    job_name: str,
+    template_file: str,
+    parameters: dict[str, str],
+    environment: dict | None = None,
+) -> dict:
+    """The body of Dataflow's ``flexTemplates.launch`` for template ``name`` (what
+    ``DataflowStartFlexTemplateOperator`` sends): the parameters are checked against the
+    metadata first (ParameterError) and sent as given, Dataflow filling in the defaults;
+    ``environment`` is its FlexTemplateRuntimeEnvironment (``sdkContainerImage``,
+    ``serviceAccountEmail``, ``tempLocation``, ...)."""
+    variables(name, parameters)
+    if not JOB_NAME.fullmatch(job_name):
+        raise ParameterError(f"job name {job_name!r} does not match {JOB_NAME.pattern}")
+    return {
+        "launchParameter": {
+            "jobName": job_name,
+            "containerSpecGcsPath": template_file,
+            "parameters": dict(parameters),
+            "environment": dict(environment or {}),
+        }
+    }
+
+
+def job_counters(job_metrics: dict) -> dict[str, int]:
+    """The catalog's Beam counters of a Dataflow job, summed over steps, from its JobMetrics
+    (``jobs.getMetrics``): user metrics of namespace ``names.COUNTER_NAMESPACE``, committed
+    values only (Dataflow reports each counter twice, the second time with ``tentative``)."""
+    counters: dict[str, int] = {}
+    for update in job_metrics.get("metrics", []):
+        metric = update.get("name", {})
+        context = metric.get("context", {})
+        if (
+            metric.get("origin") != "user"
+            or context.get("namespace") != names.COUNTER_NAMESPACE
+            or context.get("tentative") == "true"
+        ):
+            continue
+        counters[metric["name"]] = counters.get(metric["name"], 0) + int(update.get("scalar", 0))
+    return counters

@@ -293,11 +293,11 @@ def pull_commands(target: Target, archive: Path) -> list[list[str]]:
     ]
 
 
-def runtime_requirements() -> list[str]:
+def runtime_requirements(roots: Iterable[str] = RUNTIME_ROOTS) -> list[str]:
     """Exact pins (``name==version``, from this environment, installed from the lock) of
-    ``RUNTIME_ROOTS`` and everything they need on Linux with this Python, extras included."""
+    ``roots`` and everything they need on Linux with this Python, extras included."""
     pins: dict[str, str] = {}
-    pending = [(root, frozenset()) for root in RUNTIME_ROOTS]
+    pending = [(root, frozenset()) for root in roots]
     seen: set[tuple[str, frozenset]] = set()
     while pending:
         name, extras = pending.pop()
@@ -314,15 +314,19 @@ def runtime_requirements() -> list[str]:
     return sorted(pins.values(), key=str.lower)
 
 
-def _copy_sources(destination: Path) -> None:
+def copy_packages(destination: Path, packages: Iterable[str]) -> None:
     """The packages as installed: folder ``<name>/`` is ``clickstream.<name>`` (setup.py)."""
-    for package in SOURCE_PACKAGES:
+    for package in packages:
         shutil.copytree(
             ROOT / package,
             destination / "clickstream" / package,
             ignore=shutil.ignore_patterns("__pycache__"),
             dirs_exist_ok=True,
         )
+
+
+def _copy_sources(destination: Path) -> None:
+    copy_packages(destination, SOURCE_PACKAGES)
     (destination / "requirements.txt").write_text("\n".join(runtime_requirements()) + "\n")
 
 

@@ -16,6 +16,7 @@ TIERS = {  # fixture -> marker of the tests that use it (declared in pyproject.t
     "browser": "browser",
     "image_environment": "image",
     "gcloud": "gcloud",
+    "airflow_environment": "airflow",
 }
 PORT_VARIABLES = tuple(
     f"CLICKSTREAM_{name}_PORT"
@@ -41,6 +42,15 @@ def lab_data() -> Path:
     if not any(LAB_DATA.glob("*.jsonl")):
         pytest.skip(f"lab data absent: no {LAB_DATA}/*.jsonl (it lives in ../shared)")
     return LAB_DATA
+
+
+@pytest.fixture(scope="session")
+def airflow_environment() -> Path:
+    """The Python of the Airflow environment (``make airflow``)."""
+    python = ROOT / ".venv-airflow" / "bin" / "python"
+    if not python.exists():
+        pytest.fail(f"the Airflow environment is missing ({python}): run `make airflow`")
+    return python
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,7 @@ LAYERS = (
     ("transforms",),  # Beam
     ("pipelines", "simulator", "subscribers", "dashboard"),  # companions of the specs
     ("deploy", "local", "monitoring", "governance"),  # operations
+    ("orchestration",),  # Composer: the DAG, its trigger, their deployment and local run
     ("cli",),
 )
 FORBIDDEN = {  # third-party roots a package must not import, even lazily
@@ -28,6 +29,7 @@ FORBIDDEN = {  # third-party roots a package must not import, even lazily
     "subscribers": ("apache_beam",),
     "dashboard": ("apache_beam",),
     "monitoring": ("apache_beam",),  # the drill runs its pipeline in a process of its own
+    "orchestration": ("apache_beam",),  # the DAG runs in Composer, the trigger in Cloud Run
 }
 
 

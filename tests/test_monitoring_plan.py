@@ -142,7 +142,11 @@ def test_a_changed_metric_descriptor_is_a_replace(capsys, google):
     applied = monitoring(capsys, "apply", google)
     assert "replaced log_metric clickstream_dos_windows_over_threshold" in applied
     methods = [method for method, _ in google.mutating_calls()]
-    assert methods[1:4] == ["DeleteLogMetric", "CreateLogMetric", "CreateLogMetric"]  # deletions first
+    assert methods[1:4] == [
+        "DeleteLogMetric",
+        "CreateLogMetric",
+        "CreateLogMetric",
+    ]  # deletions first
     assert "5 unchanged" in monitoring(capsys, "plan", google)
 
 

@@ -1,0 +1,186 @@
+"""Lab Task 4.1 in Cloud Composer: one run per visit file landed in Cloud Storage.
+
+The run's configuration names the file: ``{"bucket", "object", "generation"}`` (the trigger
+function, ``orchestration/trigger.py``, starts the run from the bucket's finalize
+event, with a run id derived from those three, so a redelivered event is no second run). The run
+
+1. ``landed_file``: checks the configuration;
+2. ``launch_request``: builds the flex-template launch request of ``batch_migration`` for exactly
+   that file (job name derived from the file, parameters checked against
+   ``metadata/batch_migration.json``);
+3. ``run_migration``: ``DataflowStartFlexTemplateOperator`` launches it and waits for the job
+   (deferrable where ``[operators] default_deferrable`` says so);
+4. ``migration_counts``: the job's ``clickstream`` counters (records read, visits and events
+   loaded and rejected) from its Dataflow metrics;
+5. ``announce_processed``: one message on the files-processed topic, or, if a step failed,
+   ``announce_failure`` says so there.
+
+Settings: the Airflow variable ``clickstream_orchestration`` (JSON; or the environment variable
+``AIRFLOW_VAR_CLICKSTREAM_ORCHESTRATION``): ``project``, ``region`` and ``template_bucket``
+(where ``gs://BUCKET/templates/batch_migration.json`` is) are required; ``dataset``, ``topic``
+and ``environment`` (the launch's FlexTemplateRuntimeEnvironment, e.g. ``sdkContainerImage``,
+``serviceAccountEmail``) are optional. Retry delay: ``[core] default_task_retry_delay``.
+
+The catalog's Beam-free core (``clickstream/core``, ``clickstream/metadata``) sits beside this
+file in the DAGs folder (``clickstream orchestrate deploy`` copies it there); nothing is computed
+when the file is parsed. With ``CLICKSTREAM_LOCAL_DATAFLOW`` set (the local stack), the same
+request runs through ``clickstream template run`` instead of Dataflow (``local_dataflow.py``).
+"""
+
+import logging
+import os
+
+import pendulum
+from airflow.providers.google.cloud.operators.dataflow import DataflowStartFlexTemplateOperator
+
+try:  # Airflow 3
+    from airflow.sdk import Variable, dag, task
+    from airflow.sdk.exceptions import AirflowFailException
+except ImportError:  # Airflow 2
+    from airflow.decorators import dag, task
+    from airflow.exceptions import AirflowFailException
+    from airflow.models import Variable
+
+from clickstream.core import landing, names, templates
+
+TEMPLATE = "batch_migration"
+SETTINGS = "clickstream_orchestration"  # the Airflow variable (JSON)
+REQUIRED = ("project", "region", "template_bucket")
+LOCAL_DATAFLOW = "CLICKSTREAM_LOCAL_DATAFLOW"  # the clickstream command: run locally instead
+PROJECT = "{{ var.json.clickstream_orchestration.project }}"
+REGION = "{{ var.json.clickstream_orchestration.region }}"
+_LOG = logging.getLogger(__name__)
+
+
+def settings() -> dict:
+    """The ``clickstream_orchestration`` variable with its defaults; fails the task (no retry)
+    when a required key is missing."""
+    given = Variable.get(SETTINGS, None, deserialize_json=True) or {}
+    missing = [key for key in REQUIRED if not given.get(key)]
+    if missing:
+        raise AirflowFailException(
+            f"Airflow variable {SETTINGS} lacks {', '.join(missing)} (JSON with "
+            f"{', '.join(REQUIRED)}; optional dataset, topic, environment)"
+        )
+    return {
+        "dataset": names.DATASET,
+        "topic": names.FILES_PROCESSED_TOPIC,
+        "environment": {},
+        **given,
+    }
+
+
+def dead_letter_table(config: dict) -> str:
+    return f"{config['project']}.{config['dataset']}.dead_letter"
+
+
+def publish(config: dict, data: bytes, attributes: dict[str, str]) -> None:
+    from airflow.providers.google.cloud.hooks.pubsub import PubSubHook
+
+    message = {"data": data, "attributes": attributes}
+    PubSubHook().publish(topic=config["topic"], messages=[message], project_id=config["project"])
+
+
+@task
+def landed_file(**context) -> dict:
+    try:
+        return landing.LandedFile.from_conf(context["dag_run"].conf).conf()
+    except landing.LandingError as error:
+        raise AirflowFailException(str(error)) from None
+
+
+@task
+def launch_request(conf: dict) -> dict:
+    file, config = landing.LandedFile.from_conf(conf), settings()
+    parameters = {"input": file.url, "dataset": config["dataset"]}
+    parameters["bigquery_project"] = config["project"]
+    template_file = templates.template_file(TEMPLATE, config["template_bucket"])
+    try:
+        return templates.launch_request(
+            TEMPLATE, file.job_name, template_file, parameters, config["environment"]
+        )
+    except templates.ParameterError as error:
+        raise AirflowFailException(str(error)) from None
+
+
+@task
+def dataflow_counts(job: dict) -> dict:
+    """The job's counters from its Dataflow metrics."""
+    from airflow.providers.google.cloud.hooks.dataflow import DataflowHook
+
+    metrics = DataflowHook().fetch_job_metrics_by_id(
+        job_id=job["id"], project_id=job["projectId"], location=job["location"]
+    )
+    return templates.job_counters(metrics)
+
+
+@task
+def announce_processed(conf: dict, job: dict, counters: dict) -> None:
+    file, config = landing.LandedFile.from_conf(conf), settings()
+    # Lineage (issue 13) records the run here: file -> job -> tables, from gcp/lineage.py.
+    data, attributes = landing.notification(
+        file, landing.PROCESSED, job["id"], counters, dead_letter_table(config)
+    )
+    publish(config, data, attributes)
+    _LOG.info("announced %s", landing.describe(landing.read_notification(data)))
+
+
+@task(trigger_rule="one_failed")
+def announce_failure(**context) -> None:
+    """Says on the topic which step failed (what the XComs show: no request, no job, no
+    counts)."""
+    try:
+        file = landing.LandedFile.from_conf(context["dag_run"].conf)
+    except landing.LandingError as error:
+        _LOG.warning("nothing to announce: %s", error)
+        return
+    ti = context["ti"]
+    if ti.xcom_pull(task_ids="launch_request") is None:
+        error = "the launch request could not be built (task launch_request)"
+    elif ti.xcom_pull(task_ids="run_migration") is None:
+        error = f"migration job {file.job_name} failed or did not start (task run_migration)"
+    else:
+        error = "the job's counts could not be read (task migration_counts)"
+    config = settings()
+    job_id = ti.xcom_pull(task_ids="run_migration", key="job_id") or ""
+    publish(config, *landing.notification(file, landing.FAILED, job_id, error=error))
+
+
+@dag(
+    dag_id=names.FILE_LANDED_DAG,
+    description="Migrate one visit file landed in Cloud Storage with the batch_migration flex "
+    "template, then announce it on the files-processed topic",
+    schedule=None,  # started per file by the trigger function
+    start_date=pendulum.datetime(2024, 7, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=8,
+    dagrun_timeout=pendulum.duration(hours=3),
+    tags=["clickstream", "lab-task-4", "dataflow", "pubsub"],
+    default_args={"owner": "clickstream", "retries": 2},
+    doc_md=__doc__,
+)
+def clickstream_file_landed():
+    conf = landed_file()
+    request = launch_request(conf)
+    if os.environ.get(LOCAL_DATAFLOW):  # the local stack: the same request, run locally
+        from local_dataflow import LocalFlexTemplateOperator, local_counts
+
+        job = LocalFlexTemplateOperator(
+            task_id="run_migration", body=request, command=os.environ[LOCAL_DATAFLOW]
+        )
+        counters = local_counts.override(task_id="migration_counts")(job.output)
+    else:
+        job = DataflowStartFlexTemplateOperator(
+            task_id="run_migration",
+            body=request,
+            project_id=PROJECT,
+            location=REGION,
+            append_job_name=False,  # the name is the file's: a second launch meets the first
+        )
+        counters = dataflow_counts.override(task_id="migration_counts")(job.output)
+    done = announce_processed(conf, job.output, counters)
+    [conf, request, job, counters] >> announce_failure()
+    return done
+
+
+clickstream_file_landed()

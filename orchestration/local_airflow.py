@@ -1,0 +1,198 @@
+"""The orchestration on the local stack, end to end with real parts: Airflow (its api-server,
+scheduler and dag-processor, from ``.venv-airflow``, on SQLite in a home of its own) reading the
+staged DAGs folder, the trigger function served by the Functions Framework, and the bridge that
+turns new objects in the local bucket into finalize events for it.
+
+What stands in for Google Cloud: the emulators (Pub/Sub, BigQuery, Cloud Storage), the bridge
+(Eventarc), ``local_dataflow.py`` (Dataflow: the same launch request runs through
+``clickstream template run``), and Airflow's simple auth manager with everyone an admin (the
+function sends no token; Composer's web server takes a Google one).
+
+``running`` starts them all, waits until the DAG is parsed, and stops them on exit; the
+clients must already point at the emulators (``clickstream.cli.local.use_local_stack``).
+"""
+
+import contextlib
+import dataclasses
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import requests
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
+
+from clickstream.core import names
+from clickstream.gcp import bigquery_tables, pubsub
+from clickstream.orchestration import bridge, deployment
+
+ROOT = Path(__file__).resolve().parents[1]
+AIRFLOW_VENV = ROOT / ".venv-airflow"  # make airflow
+TRIGGER_SOURCE = Path(__file__).with_name("trigger.py")
+READY_TIMEOUT = 180.0  # seconds until the api-server answers and the DAG is parsed
+STOP_TIMEOUT = 15.0
+POLL = 0.5
+COMPONENTS = ("api-server", "scheduler", "dag-processor")
+
+
+class OrchestrationError(RuntimeError):
+    """The local orchestration could not start (no Airflow environment, a DAG import error...)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Local:
+    """Where the local orchestration runs."""
+
+    project: str
+    home: Path  # AIRFLOW_HOME: the SQLite database, the staged DAGs, logs
+    airflow_port: int = 8090
+    function_port: int = 8091
+    dataset: str = names.DATASET
+    airflow_venv: Path = AIRFLOW_VENV
+
+    @property
+    def airflow_url(self) -> str:
+        return f"http://127.0.0.1:{self.airflow_port}"
+
+    @property
+    def function_url(self) -> str:
+        return f"http://127.0.0.1:{self.function_port}/"
+
+    @property
+    def dags(self) -> Path:
+        return self.home / "dags"
+
+    def settings(self) -> dict:
+        """The DAG's variable: the local project, its bucket holds the template files' place."""
+        return {
+            "project": self.project,
+            "region": "local",
+            "template_bucket": self.project,
+            "dataset": self.dataset,
+        }
+
+    def airflow_env(self) -> dict[str, str]:
+        """Airflow's configuration (environment variables), on top of the current environment
+        (which points the clients at the emulators)."""
+        return {
+            **os.environ,
+            "AIRFLOW_HOME": str(self.home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.airflow_url}/execution/",
+            "AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY": "2",  # seconds; Composer's default: 300
+            "AIRFLOW__API__PORT": str(self.airflow_port),
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+            "AIRFLOW_VAR_CLICKSTREAM_ORCHESTRATION": json.dumps(self.settings()),
+            # Google's hooks find the stand-in metadata server's credentials (emulator_env).
+            "AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT": json.dumps(
+                {"conn_type": "google_cloud_platform", "extra": {"project": self.project}}
+            ),
+            "CLICKSTREAM_LOCAL_DATAFLOW": str(Path(sys.executable).with_name("clickstream")),
+        }
+
+    def function_env(self) -> dict[str, str]:
+        return {**os.environ, "AIRFLOW_URL": self.airflow_url, "AIRFLOW_AUTH": "none"}
+
+
+def _start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    with log.open("ab") as handle:
+        return subprocess.Popen(
+            command,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stopped with its children
+        )
+
+
+def _stop(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def _wait_for_dag(local: Local, processes: list[subprocess.Popen]) -> None:
+    """Until the api-server lists the DAG; raise with the import error or a dead component."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    api = f"{local.airflow_url}/api/v2"
+    while time.monotonic() < deadline:
+        for process in processes:
+            if process.poll() is not None:
+                raise OrchestrationError(
+                    f"{' '.join(process.args[:3])} exited ({process.returncode}); see "
+                    f"{local.home / 'logs'}"
+                )
+        with contextlib.suppress(requests.RequestException):
+            if requests.get(f"{api}/dags/{names.FILE_LANDED_DAG}", timeout=5).ok:
+                return
+            errors = requests.get(f"{api}/importErrors", timeout=5).json()
+            if errors.get("import_errors"):
+                raise OrchestrationError(
+                    "the DAG does not import: " + errors["import_errors"][0]["stack_trace"]
+                )
+        time.sleep(POLL)
+    raise OrchestrationError(f"the DAG was not ready after {READY_TIMEOUT:.0f} s")
+
+
+@contextlib.contextmanager
+def running(local: Local) -> Iterator[Local]:
+    """Stage the DAGs, start Airflow, the trigger function and the bridge; stop them on exit."""
+    airflow = local.airflow_venv / "bin" / "airflow"
+    if not airflow.is_file():
+        raise OrchestrationError(
+            f"no Airflow environment at {local.airflow_venv}: run `make airflow`"
+        )
+    logs = local.home / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    deployment.stage_dags(local.dags, local=True)
+    bigquery_tables.ensure_tables(local.project, local.dataset)
+    pubsub.ensure_subscription(
+        local.project, names.FILES_PROCESSED_SUBSCRIPTION, names.FILES_PROCESSED_TOPIC
+    )
+    env = local.airflow_env()
+    migrate = subprocess.run(
+        [str(airflow), "db", "migrate"], env=env, capture_output=True, text=True
+    )
+    if migrate.returncode:
+        raise OrchestrationError(f"airflow db migrate failed:\n{migrate.stdout[-3000:]}")
+    processes = [
+        _start([str(airflow), component], env, logs / f"{component}.log")
+        for component in COMPONENTS
+    ]
+    stop = threading.Event()
+    try:
+        command = [  # the Functions Framework's server, as on Cloud Run
+            *(sys.executable, "-m", "functions_framework", "--target", "on_file_landed"),
+            *("--source", str(TRIGGER_SOURCE), "--signature-type", "cloudevent"),
+            *("--host", "127.0.0.1", "--port", str(local.function_port)),
+        ]
+        processes.append(_start(command, local.function_env(), logs / "trigger.log"))
+        _wait_for_dag(local, processes)
+        client = storage.Client(project=local.project, credentials=AnonymousCredentials())
+        watcher = bridge.Bridge(client, local.project, local.function_url)
+        thread = threading.Thread(target=watcher.run, args=(stop,), daemon=True)
+        thread.start()
+        yield local
+    finally:
+        stop.set()
+        _stop(processes)
