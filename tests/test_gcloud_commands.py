@@ -72,8 +72,23 @@ def gcloud(tmp_path):
     return tmp_path / "gcloud-config"
 
 
+SUBSTITUTION = re.compile(r"\$\((gcloud [^()]*(?:\([^()]*\)[^()]*)*)\)")
+
+
+def checked_separately(lines: list[str]) -> list[str]:
+    """The lines with each `$(gcloud ...)` substitution checked as a line of its own and
+    replaced by a value in the outer line (a job name's `$(date ...)` is left to bash)."""
+    found = []
+    for line in lines:
+        found += [inner.group(1) for inner in SUBSTITUTION.finditer(line)]
+        found.append(SUBSTITUTION.sub("clickstream-value", line))
+    return found
+
+
 def test_every_printed_and_documented_gcloud_command_is_well_formed(gcloud, tmp_path):
-    lines = sorted(set(catalog_commands(tmp_path / "build") + documented_commands()))
+    lines = sorted(
+        set(checked_separately(catalog_commands(tmp_path / "build") + documented_commands()))
+    )
     assert len(lines) > 20
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         verdicts = dict(zip(lines, pool.map(lambda line: parses(line, gcloud), lines), strict=True))
