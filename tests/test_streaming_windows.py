@@ -10,6 +10,7 @@ import apache_beam as beam
 import orjson
 import pytest
 import yaml
+from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing import test_stream
 from apache_beam.testing.util import assert_that, equal_to
@@ -105,6 +106,31 @@ def test_lateness_policy_on_time_late_too_late_out_of_order(too_late):
             retimed | beam.Map(lambda d: d[0] > 10**7), equal_to(expect_retimed), label="arrival"
         )
         assert_that(out["too_late"] | beam.Map(lambda r: r.name), equal_to(["too late"]))
+
+
+def test_live_traffic_goes_straight_to_its_window_and_old_data_through_the_gate():
+    """A row whose window cannot have closed (its end plus the lateness is ahead of the wall
+    clock) skips the gate's one key per window; a row of an old window meets the gate."""
+    now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+    live = [{"name": f"live {i}", "ts": (now - datetime.timedelta(seconds=i)).isoformat()}
+            for i in range(3)]  # fmt: skip
+    old = [named(10, "old")]  # 2024
+    source = test_stream.TestStream().add_elements(
+        [window.TimestampedValue(r, Timestamp.from_utc_datetime(now)) for r in live + old]
+    )
+    pipeline = beam.Pipeline(options=streaming())
+    out = as_rows(pipeline | source.advance_watermark_to_infinity()) | lateness.WindowWithLateness(
+        "ts", 60, LATENESS
+    )
+    names_of = out["windowed"] | beam.Map(lambda r: r.name)
+    assert_that(names_of, equal_to([r["name"] for r in live + old]))
+    result = pipeline.run()
+    result.wait_until_finish()
+    counters = {
+        c.key.metric.name: c.committed
+        for c in result.metrics().query(MetricsFilter().with_namespace("clickstream"))["counters"]
+    }
+    assert (counters["lateness_recent"], counters["lateness_gated"]) == (3, 1)
 
 
 def page_view(seconds: float, path: str, visit_id: str, index: int = 0) -> dict:
@@ -255,7 +281,7 @@ def test_raw_to_gcs_spec_writes_every_message_to_its_window_file(tmp_path):
     }
     run_spec(
         "raw_to_gcs",
-        {"output": str(tmp_path / "raw"), "window_seconds": "60"},
+        {"output": str(tmp_path / "raw"), "window_seconds": "60", "shards": "1"},
         stream(
             ("watermark", 0),
             ("rows", [message(payloads["next minute"], 70, "2")]),
@@ -273,14 +299,34 @@ def test_raw_to_gcs_spec_writes_every_message_to_its_window_file(tmp_path):
     minute = "visits-20240701T090000Z-20240701T090100Z"
     framed = windowed_files.line(payloads["two lines"])
     assert json.loads(framed).encode("utf-8", "surrogateescape") == payloads["two lines"]
-    assert files.pop(f"{minute}-pane-0.jsonl") == sorted([payloads["first"], framed])
-    assert files.pop(f"{minute}-pane-1.jsonl") == [payloads["late"]]
-    assert files.pop("visits-20240701T090100Z-20240701T090200Z-pane-0.jsonl") == [
+    one = "00000-of-00001.jsonl"
+    assert files.pop(f"{minute}-pane-0-{one}") == sorted([payloads["first"], framed])
+    assert files.pop(f"{minute}-pane-1-{one}") == [payloads["late"]]
+    assert files.pop(f"visits-20240701T090100Z-20240701T090200Z-pane-0-{one}") == [
         payloads["next minute"]
     ]
     # The too-late message is written with the window it arrived in (the wall clock's).
     ((name, lines),) = files.items()
     assert lines == [payloads["too late"]] and not name.startswith("visits-2024")
+
+
+def test_a_window_is_spread_over_its_shards_by_message(tmp_path):
+    lines = [f'{{"session_id": "SID-{i}"}}'.encode() for i in range(40)]
+    with beam.Pipeline(options=streaming()) as p:
+        rows = as_rows(p | stream(("rows", [({"payload": data}, 10) for data in lines])))
+        _ = (
+            rows
+            | beam.WindowInto(window.FixedWindows(60))
+            | windowed_files.WriteWindowedFiles(str(tmp_path), shards=4)
+        )
+    files = {f.name: f.read_bytes().splitlines() for f in tmp_path.iterdir()}
+    assert len(files) == 4 and sorted(x for f in files.values() for x in f) == sorted(lines)
+    for data in lines:
+        shard = windowed_files.shard_of(data, 4)
+        assert (
+            data
+            in files[f"visits-20240701T090000Z-20240701T090100Z-pane-0-0000{shard}-of-00004.jsonl"]
+        )
 
 
 def _dataset(prefix: str) -> tuple:

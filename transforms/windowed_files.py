@@ -1,6 +1,7 @@
-"""Raw messages to files, one file per window pane, named after the window."""
+"""Raw messages to files, per window pane and shard, named after the window."""
 
 import json
+import zlib
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -20,21 +21,27 @@ def line(payload: bytes | str) -> bytes:
     return json.dumps(data.decode("utf-8", "surrogateescape")).encode("ascii")
 
 
-def file_name(prefix: str, window, pane_index: int, suffix: str) -> str:
-    """e.g. ``visits-20240701T090000Z-20240701T090100Z-pane-0.jsonl``."""
+def file_name(prefix: str, window, pane_index: int, shard: int, shards: int, suffix: str) -> str:
+    """e.g. ``visits-20240701T090000Z-20240701T090100Z-pane-0-00001-of-00004.jsonl``."""
     start, end = (
         t.to_utc_datetime().strftime("%Y%m%dT%H%M%SZ") for t in (window.start, window.end)
     )
-    return f"{prefix}-{start}-{end}-pane-{pane_index}{suffix}"
+    return f"{prefix}-{start}-{end}-pane-{pane_index}-{shard:05d}-of-{shards:05d}{suffix}"
+
+
+def shard_of(data: bytes, shards: int) -> int:
+    """A message's shard: the same message always goes to the same file of its window pane."""
+    return zlib.crc32(data) % shards
 
 
 class _WriteFile(beam.DoFn):
-    def __init__(self, path: str, prefix: str, suffix: str):
-        self.path, self.prefix, self.suffix = path, prefix, suffix
+    def __init__(self, path: str, prefix: str, suffix: str, shards: int):
+        self.path, self.prefix, self.suffix, self.shards = path, prefix, suffix, shards
 
     def process(self, keyed, window=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam):
-        _, lines = keyed
-        path = FileSystems.join(self.path, file_name(self.prefix, window, pane.index, self.suffix))
+        shard, lines = keyed
+        name = file_name(self.prefix, window, pane.index, shard, self.shards, self.suffix)
+        path = FileSystems.join(self.path, name)
         records = 0
         # A retried pane rewrites the same file with the same lines.
         with FileSystems.create(path, mime_type="application/x-ndjson") as out:
@@ -56,11 +63,13 @@ class WriteWindowedFiles(beam.PTransform):
     """Writes the ``payload`` of windowed rows to files, one per window pane, one message per
     line (see ``line``).
 
-    Files are named after their window and pane, e.g. under ``gs://bucket/raw/``:
-    ``visits-20240701T090000Z-20240701T090100Z-pane-0.jsonl`` for the minute from 09:00 UTC,
-    ``...-pane-1.jsonl`` for late messages of that minute. Each file is written once its pane
-    fires (with ``WindowWithLateness``: when the watermark passes the window's end, then for each
-    late arrival). Lines of visits are the batch migration's input as they are.
+    Files are named after their window, pane and shard, e.g. under ``gs://bucket/raw/``:
+    ``visits-20240701T090000Z-20240701T090100Z-pane-0-00001-of-00004.jsonl`` for the minute from
+    09:00 UTC, ``...-pane-1-...`` for late messages of that minute. A window's messages are
+    spread over ``shards`` files (by a hash of the message), so that several workers write them.
+    Each file is written once its pane fires (with ``WindowWithLateness``: when the watermark
+    passes the window's end, then for each late arrival). Lines of visits are the batch
+    migration's input as they are.
 
     Outputs one row per file: file, window_start, window_end, timing, pane_index, records.
 
@@ -68,18 +77,22 @@ class WriteWindowedFiles(beam.PTransform):
       path: Folder to write to: ``gs://bucket/folder/`` or a local directory.
       prefix: File name prefix.
       suffix: File name suffix.
+      shards: Files per window pane, written in parallel.
     """
 
-    def __init__(self, path: str, prefix: str = "visits", suffix: str = ".jsonl"):
+    def __init__(self, path: str, prefix: str = "visits", suffix: str = ".jsonl", shards: int = 4):
         super().__init__()
         if not path:
             raise ValueError("path is required: a gs:// folder or a local directory")
-        self.path, self.prefix, self.suffix = path, prefix, suffix
+        if not 1 <= int(shards) <= 999:
+            raise ValueError(f"shards must be between 1 and 999, not {shards}")
+        self.path, self.prefix, self.suffix, self.shards = path, prefix, suffix, int(shards)
 
     def expand(self, rows):
         return (
             rows
-            | "Lines" >> beam.Map(lambda row: (0, line(row.payload)))
+            | "Lines"
+            >> beam.Map(lambda row, n=self.shards: (shard_of(data := line(row.payload), n), data))
             | "PerPane" >> beam.GroupByKey()
-            | "Write" >> beam.ParDo(_WriteFile(self.path, self.prefix, self.suffix))
+            | "Write" >> beam.ParDo(_WriteFile(self.path, self.prefix, self.suffix, self.shards))
         )
