@@ -136,6 +136,7 @@ def _utc(text: str) -> tuple[datetime.datetime, str]:
     return moment, moment.isoformat()
 
 
+@functools.lru_cache(maxsize=8192)  # prices repeat: a shop sells few products
 def _numeric(value: float | int) -> decimal.Decimal:
     """A JSON number as a NUMERIC value (9 decimals). Raises ValueError beyond NUMERIC's range."""
     number = _NUMERIC.create_decimal(repr(value)).quantize(_CENT, context=_NUMERIC)
@@ -144,6 +145,7 @@ def _numeric(value: float | int) -> decimal.Decimal:
     return number
 
 
+@functools.lru_cache(maxsize=8192)
 def _line_amount(price: decimal.Decimal, quantity: int) -> decimal.Decimal:
     """price x quantity. Raises ValueError beyond NUMERIC's range."""
     amount = _NUMERIC.multiply(price, int(quantity))
@@ -152,9 +154,15 @@ def _line_amount(price: decimal.Decimal, quantity: int) -> decimal.Decimal:
     return amount
 
 
+@functools.lru_cache(maxsize=8192)
 def _numeric_text(value: decimal.Decimal) -> str:
     """A NUMERIC as exact text, e.g. '379.94' for the source's 379.94000000000005."""
     return format(value.normalize(), "f")
+
+
+@functools.lru_cache(maxsize=8192)  # a site has few pages
+def _page_path(url: str) -> str:
+    return urlsplit(url).path or "/"
 
 
 def _coordinates(geolocation: object) -> tuple[float | None, float | None]:
@@ -202,7 +210,7 @@ def event_rows(visit: dict, visit_id: str, index: int, event: dict) -> Iterator[
             {
                 **common,
                 "page_url": url,
-                "page_path": urlsplit(url).path or "/",
+                "page_path": _page_path(url),
                 "referrer_url": details.get("referrer_url"),
             },
         )
@@ -327,7 +335,8 @@ def visit_key(visit: dict, events: list[NormalisedEvent]) -> str:
 def visit_row(visit: dict, visit_id: str, events: list[NormalisedEvent]) -> dict:
     """The ``visits`` row: the visit's attributes and what became of its events."""
     valid = [e for e in events if e.event is not None]
-    moments = [e.moment for e in valid]
+    first = min(valid, key=lambda e: e.moment) if valid else None
+    last = max(valid, key=lambda e: e.moment) if valid else None
     kinds = collections.Counter(e.event["event_type"] for e in valid)
     amount = functools.reduce(
         _NUMERIC.add,
@@ -348,8 +357,8 @@ def visit_row(visit: dict, visit_id: str, events: list[NormalisedEvent]) -> dict
         "geolocation": visit.get("geolocation"),
         "latitude": latitude,
         "longitude": longitude,
-        "visit_start": min(moments).isoformat() if moments else None,
-        "visit_end": max(moments).isoformat() if moments else None,
+        "visit_start": first.event["timestamp"] if first else None,
+        "visit_end": last.event["timestamp"] if last else None,
         "event_count": len(events),
         "page_view_count": kinds["page_view"],
         "cart_add_count": kinds["add_item_to_cart"],

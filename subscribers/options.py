@@ -19,7 +19,12 @@ def add_pull_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-latency", type=float, default=1.0, help="seconds a batch waits to fill"
     )
     parser.add_argument(
-        "--max-messages", type=int, help="messages held at most (default: 2 x batch size)"
+        "--writers", type=int, default=2, help="batches written at the same time (default: 2)"
+    )
+    parser.add_argument(
+        "--max-messages",
+        type=int,
+        help="messages held at most (default: (writers + 1) x batch size)",
     )
     parser.add_argument(
         "--max-lease-seconds",

@@ -4,7 +4,7 @@
   yet acked), so a slow BigQuery slows the pull down instead of filling memory.
 - Messages are written in batches (``batch_size``, or what came within ``max_latency`` seconds of
   the first) by the one writer (``clickstream.gcp.warehouse``): a few inserts per batch, each
-  row with an insert id made of its key, no query.
+  row with an insert id made of its key, no query; ``writers`` batches at the same time.
 - A message is acked only after its batch is written. A failed batch is nacked: Pub/Sub
   redelivers it with backoff, then moves it to the dead-letter topic. A crash at any point loses
   nothing: unacked messages come back when their lease runs out, and rows written twice are
@@ -12,7 +12,8 @@
 - SIGTERM (or SIGINT): stop taking messages, write and ack those received, nack the ones that
   arrive meanwhile, close the stream and exit 0 (1 if writing them failed).
 - ``GET /healthz`` on the health port: 200 while the pull loop makes progress; 503 when it is
-  stalled (no turn for ``stall_after`` seconds: a write hanging), when the loop thread ended, or
+  stalled (no turn of the loop, or a write unfinished, for ``stall_after`` seconds: BigQuery
+  hanging), when the loop thread ended, or
   when the stream ended (the subscription was deleted, access was revoked). An idle subscription
   is healthy: waiting for messages, the loop turns every second.
 
@@ -22,6 +23,8 @@ Run it with ``python -m clickstream.subscribers.pull --subscription NAME [--proj
 
 import argparse
 import collections
+import concurrent.futures
+import itertools
 import logging
 import queue
 import signal
@@ -58,8 +61,9 @@ class PullSubscriber:
     Args:
       batch_size: Messages per write at most.
       max_latency: Seconds a batch waits for more messages after its first one.
-      max_messages: Messages held at most (flow control); at least ``batch_size``, default twice
-        that, so that the next batch arrives while one is written.
+      max_messages: Messages held at most (flow control); at least ``batch_size``, default
+        ``writers + 1`` times that, so that the next batch arrives while others are written.
+      writers: Batches written at the same time (their acks come as each one is written).
       max_lease_seconds: Upper bound of each lease extension (0: the client library's, up to
         10 minutes). After a crash, held messages come back within this time.
       stall_after: Seconds without a turn of the loop after which ``health`` reports a stall.
@@ -75,12 +79,17 @@ class PullSubscriber:
         max_messages: int | None = None,
         max_lease_seconds: int = 0,
         stall_after: float = 60.0,
+        writers: int = 2,
     ):
         self.subscription, self.warehouse = subscription, warehouse
         self.batch_size, self.max_latency = batch_size, max_latency
-        self.max_messages = max_messages or 2 * batch_size
-        if batch_size < 1 or self.max_messages < batch_size:
-            raise ValueError("need 1 <= batch_size <= max_messages")
+        self.max_messages = max_messages or (writers + 1) * batch_size
+        if batch_size < 1 or self.max_messages < batch_size or writers < 1:
+            raise ValueError("need 1 <= batch_size <= max_messages and at least one writer")
+        self._writers = concurrent.futures.ThreadPoolExecutor(writers, "pull-writer")
+        self._free_writers = threading.Semaphore(writers)
+        self._batches = itertools.count(1)
+        self._writing: dict[int, float] = {}  # batch number -> when its write started
         self.max_lease_seconds, self.stall_after = max_lease_seconds, stall_after
         self.stats = collections.Counter(dict.fromkeys(STATS, 0))  # fixed keys: read by health
         self._queue: queue.Queue = queue.Queue()
@@ -112,6 +121,7 @@ class PullSubscriber:
             self._state = DRAINING
         self._stopping.set()
         self._thread.join(timeout)
+        self._writers.shutdown(wait=not self._thread.is_alive())  # the batches being written
         drained = not self._thread.is_alive() and not self._drain_failed
         with self._lock:
             self._state = CLOSED
@@ -129,7 +139,9 @@ class PullSubscriber:
 
     def health(self) -> tuple[bool, dict]:
         """(healthy, details): see the module docstring."""
-        idle = time.monotonic() - self._progress_at
+        with self._lock:
+            progress_at = min([self._progress_at, *self._writing.values()])
+        idle = time.monotonic() - progress_at
         problem = None
         if self._thread is None or not self._thread.is_alive():
             problem = "the pull loop is not running"
@@ -160,11 +172,14 @@ class PullSubscriber:
         message.nack()
 
     def _loop(self) -> None:
+        """Hand batches to the writers; waits while every writer is busy, so a hanging write
+        stops the turns (and health reports it)."""
         while True:
             self._progress_at = time.monotonic()
             batch = self._next_batch()
             if batch:
-                self._write(batch)
+                self._free_writers.acquire()
+                self._writers.submit(self._write, next(self._batches), batch)
             elif self._stopping.is_set():
                 return  # drained: nothing arrives in the queue once stopping
 
@@ -183,17 +198,27 @@ class PullSubscriber:
                 break
         return batch
 
-    def _write(self, batch: list) -> None:
-        number = self.stats["batches"] + self.stats["batches_failed"] + 1
+    def _write(self, number: int, batch: list) -> None:
+        with self._lock:
+            self._writing[number] = time.monotonic()
+        try:
+            self._write_batch(number, batch)
+        finally:
+            with self._lock:
+                del self._writing[number]
+            self._free_writers.release()
+
+    def _write_batch(self, number: int, batch: list) -> None:
         _LOG.info("batch %d: writing %d messages", number, len(batch))
         started = time.monotonic()
         try:
             records = [visit.parse_visit(m.data, f"pubsub:{m.message_id}") for m in batch]
             result = self.warehouse.write(records)
         except Exception as error:
-            self.stats["batches_failed"] += 1
-            self.stats["nacked"] += len(batch)
-            self._drain_failed |= self._stopping.is_set()
+            with self._lock:
+                self.stats["batches_failed"] += 1
+                self.stats["nacked"] += len(batch)
+                self._drain_failed |= self._stopping.is_set()
             _LOG.warning(
                 "batch %d failed, nacked for redelivery: %r",
                 *(number, error),
@@ -205,7 +230,8 @@ class PullSubscriber:
         for message in batch:
             message.ack()
         visits = sum(record.visit_loaded for record in records)
-        self.stats.update(batches=1, acked=len(batch), visits=visits, rows=result.rows_written)
+        with self._lock:
+            self.stats.update(batches=1, acked=len(batch), visits=visits, rows=result.rows_written)
         _LOG.info(
             "batch %d: %d messages, %d visits, %d rows written (%.2f s)",
             *(number, len(batch), visits, result.rows_written),
@@ -250,6 +276,7 @@ def run(args: argparse.Namespace) -> int:
         max_messages=args.max_messages,
         max_lease_seconds=args.max_lease_seconds,
         stall_after=args.stall_after,
+        writers=args.writers,
     )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
