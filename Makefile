@@ -63,8 +63,9 @@ format: setup
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: setup
-	$(BIN)/python benchmarks/batch_migration.py
+# Every benchmark target in one run (the stack started if needed); rewrites the README's table.
+bench: setup up
+	$(BIN)/python benchmarks/run.py --readme
 
 # Build every flex template on Google Cloud: make templates PROJECT=p REGION=r BUCKET=b [DRY_RUN=1]
 templates: setup

@@ -22,7 +22,10 @@ def _print_report(report: dict) -> None:
     print("  tables            rows now  new this run")
     for name, rows in report["tables"].items():
         print(f"    {name:<16}{rows:>9,}  {report['rows_inserted'][name]:>12,}")
-    print(f"  took {report['seconds']} s ({report['visits_per_second']:,} records/s)")
+    print(
+        f"  took {report['seconds']} s ({report['visits_per_second']:,} records/s); "
+        f"staging {report['seconds_staging']:.1f} s, merging {report['seconds_merging']:.1f} s"
+    )
     print(f"  reconciled        {'yes' if report['reconciled'] else 'NO'}")
     lineage = report.get("lineage", {})
     if "run" in lineage:

@@ -273,14 +273,16 @@ def _reason(error: fastjsonschema.JsonSchemaException, subject: str) -> str:
 def _unwrap(raw: object) -> object:
     """The schema's event_entry is bare or wrapped as {"event": {...}}; this is the event.
     Unwrapping before validation reports a bad wrapped event by its real fault."""
-    return raw["event"] if isinstance(raw, dict) and raw.keys() == {"event"} else raw
+    return raw["event"] if isinstance(raw, dict) and len(raw) == 1 and "event" in raw else raw
 
 
 def _check_line_amounts(event: dict) -> None:
     """Raises ValueError when a price x quantity does not fit BigQuery NUMERIC."""
-    details = event["details"]
-    lines = {"add_item_to_cart": [details], "purchase": details.get("items", [])}
-    for line in lines.get(event["event_type"], []):
+    kind, details = event["event_type"], event["details"]
+    lines = (
+        [details] if kind == "add_item_to_cart" else details["items"] if kind == "purchase" else ()
+    )
+    for line in lines:
         _line_amount(_numeric(line["price"]), line["quantity"])
 
 

@@ -35,6 +35,9 @@ def build_report(counters: dict[str, int], tables: dict[str, int], seconds: floa
         "tables": tables,
         "files_read": counters.get("files_read", 0),
         "seconds": round(seconds, 2),
+        # Summed over workers: loading rows into staging tables, merging them into the tables.
+        "seconds_staging": counters.get("staging_ms", 0) / 1000,
+        "seconds_merging": counters.get("merge_ms", 0) / 1000,
     }
     report["visits_per_second"] = round(report["records_read"] / seconds) if seconds else 0
     report["reconciled"] = (

@@ -66,6 +66,12 @@ class _Destinations:
         return f"{ref.project}.{ref.dataset_id}.{ref.table_id}"
 
 
+def _elapsed(counter: str, started: float) -> None:
+    """Adds the milliseconds since ``started`` to a counter (summed over workers)."""
+    elapsed = round((time.perf_counter() - started) * 1000)
+    beam.metrics.Metrics.counter(names.COUNTER_NAMESPACE, counter).inc(elapsed)
+
+
 class _Stage(beam.DoFn):
     """Batch: loads each table's rows into the run's staging table, ``ROWS_PER_LOAD`` at a
     time; emits (table, what was staged) per bundle."""
@@ -103,7 +109,9 @@ class _Stage(beam.DoFn):
         if table not in self.created:
             warehouse.create_staging(d.client, staging, table)
             self.created.add(table)
+        started = time.perf_counter()
         staged = warehouse.load(d.client, staging, table, rows)
+        _elapsed("staging_ms", started)
         self.staged[table] = self.staged.get(table, warehouse.Staged()) + staged
 
 
@@ -121,7 +129,9 @@ class _Merge(beam.DoFn):
         d = self.destinations
         target = d.refs[table]
         staging = warehouse.staging_ref(target, self.run_id)
+        started = time.perf_counter()
         inserted = warehouse.merge(d.client, target, staging, table, staged)
+        _elapsed("merge_ms", started)
         beam.metrics.Metrics.counter(names.COUNTER_NAMESPACE, f"{table}.rows_inserted").inc(
             inserted
         )
