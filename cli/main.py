@@ -9,6 +9,7 @@ import logging
 import sys
 
 from clickstream.cli import (
+    compact,
     dashboard,
     governance,
     local,
@@ -27,6 +28,7 @@ COMMANDS = (
     migrate,
     template,
     views,
+    compact,
     dashboard,
     simulate,
     stream,

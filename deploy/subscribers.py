@@ -119,21 +119,14 @@ def _delivery_flags(target: Target, push: bool) -> list[str]:
 
 
 def _writer_grants(target: Target, account: str) -> list[list[str]]:
-    """Data Editor on each analyst table, Job User on the project (the key lookup)."""
+    """Data Editor on each analyst table: streaming inserts run no job, so no Job User."""
     member = f"--member=serviceAccount:{account}"
     return [
-        *(
-            [
-                *("bq", "add-iam-policy-binding", member, "--role=roles/bigquery.dataEditor"),
-                *("-t", f"{target.project}:{target.dataset}.{table}"),
-            ]
-            for table in contract.TABLES
-        ),
-        _gcloud(
-            target,
-            *("projects", "add-iam-policy-binding", target.project, member),
-            *("--role=roles/bigquery.jobUser", "--condition=None"),
-        ),
+        [
+            *("bq", "add-iam-policy-binding", member, "--role=roles/bigquery.dataEditor"),
+            *("-t", f"{target.project}:{target.dataset}.{table}"),
+        ]
+        for table in contract.TABLES
     ]
 
 

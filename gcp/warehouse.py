@@ -109,9 +109,23 @@ def unique_view(table: str) -> contract.View:
 # --- append ----------------------------------------------------------------------------------
 
 
+def _insert_id(table: str, row: dict) -> str:
+    """``<table>:<key>``, and ``/v<version>`` for a table with a version column: a later version
+    of a row (a late pane's count) must not be taken for a repeat by BigQuery's dedup."""
+    version = contract.version_column(table)
+    suffix = f"/v{row[version]}" if version else ""
+    return f"{table}:{row_key(table, row)}{suffix}"
+
+
 def _requests(table: str, rows: Iterable[dict]) -> Iterable[list[tuple[str, dict]]]:
-    """(insert id, row) pairs, one per key, in groups that fit one insert request."""
-    unique = {row_key(table, row): row for row in rows}
+    """(insert id, row) pairs, one per key (its highest version), in groups that fit one
+    insert request."""
+    version = contract.version_column(table)
+    unique: dict[str, dict] = {}
+    for row in rows:
+        key = row_key(table, row)
+        if key not in unique or (version and row[version] > unique[key][version]):
+            unique[key] = row
     group: list[tuple[str, dict]] = []
     size = 0
     for key, row in unique.items():
@@ -119,7 +133,7 @@ def _requests(table: str, rows: Iterable[dict]) -> Iterable[list[tuple[str, dict
         if group and (len(group) == REQUEST_ROWS or size + row_size > REQUEST_BYTES):
             yield group
             group, size = [], 0
-        group.append((f"{table}:{key}", row))
+        group.append((_insert_id(table, row), row))
         size += row_size
     if group:
         yield group

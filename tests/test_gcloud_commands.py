@@ -38,9 +38,10 @@ def catalog_commands(build_dir) -> list[str]:
 
 
 def documented_commands() -> list[str]:
-    """gcloud lines of the docs' code blocks (placeholders in capitals made concrete)."""
+    """gcloud lines of the README's and the docs' code blocks (placeholders in capitals made
+    concrete)."""
     found = []
-    for page in sorted((ROOT / "docs").rglob("*.md")):
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
         text = re.sub(r"\\\n\s*", " ", page.read_text())  # continued lines as one
         for line in text.splitlines():
             if line.startswith("gcloud "):

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import analyst_datasets
 import pytest
 
+from clickstream.cli import main as cli_main
 from clickstream.cli import views as views_command
 from clickstream.core import contract, jsonlines, visit
 from clickstream.gcp import bigquery_tables, views
@@ -88,10 +89,10 @@ def test_views_apply_command(stack, capsys):
     assert view_rows("analyst_cli", "visits_by_page") == []
 
 
-def test_unique_views_show_each_key_once_and_compaction_removes_the_copies(stack):
+def test_unique_views_show_each_key_once_and_compaction_removes_the_copies(stack, capsys):
     """A redelivery beyond BigQuery's insert-id window leaves a second copy of a row, and a late
     update of a minute a second version: the views show one row per key, the highest version,
-    and compacting the days removes the rest."""
+    and compacting the days (`clickstream compact`) removes the rest."""
     from clickstream.gcp import warehouse
 
     dataset = "analyst_unique"
@@ -115,10 +116,14 @@ def test_unique_views_show_each_key_once_and_compaction_removes_the_copies(stack
     assert latest == 4
 
     tomorrow = datetime.date.today() + datetime.timedelta(days=1)
+    compact = ["compact", "--dataset", dataset, "--before", tomorrow.isoformat()]
+    cli_main.main(compact)
+    printed = capsys.readouterr().out.splitlines()
     for table in ("page_views", "page_view_counts"):
-        removed = warehouse.compact(bq, f"{bq.project}.{dataset}.{table}", table, tomorrow)
-        assert removed == {"2024-07-01": 1}
-        assert warehouse.compact(bq, f"{bq.project}.{dataset}.{table}", table, tomorrow) == {}
+        assert f"{bq.project}.{dataset}.{table} 2024-07-01: 1 copies removed" in printed
+    assert f"{bq.project}.{dataset}.visits: nothing to compact before {tomorrow}" in printed
+    cli_main.main(compact)  # idempotent
+    assert all("nothing to compact" in line for line in capsys.readouterr().out.splitlines())
     assert len(view("page_views")) == 1
     assert [r["page_views"] for r in view("page_view_counts")] == [4]
     # Days not yet past (the streaming buffer may hold their rows) wait.

@@ -231,7 +231,7 @@ class WriteToBigQueryTable(beam.PTransform):
     is created from its definition when missing, even when no row comes. Streaming: the rows are
     appended in batches, every ``triggering_frequency`` seconds at most and when the job is
     drained, each with an insert id made of its key; a repeat later than BigQuery's dedup window
-    is hidden by the table's ``<table>_unique`` view and removed by ``clickstream warehouse
+    is hidden by the table's ``<table>_unique`` view and removed by ``clickstream
     compact`` (``gcp/warehouse.py``). Works against the BigQuery emulator when
     ``BIGQUERY_EMULATOR_HOST`` is set, and against BigQuery otherwise.
 
