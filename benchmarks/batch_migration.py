@@ -25,8 +25,9 @@ import uuid
 
 import apache_beam as beam
 import orjson
+import targets
 from apache_beam.options.pipeline_options import PipelineOptions
-from targets import LAB_VISITS, Target, print_all
+from targets import LAB_VISITS, Target
 
 from clickstream.core import contract, visit
 from clickstream.gcp import bigquery_tables
@@ -162,7 +163,7 @@ def measure(args: argparse.Namespace) -> list[Target]:
         print(f"{name:<18}{value:>10,.0f}")
     print(f"{'start-up':<18}{median['start-up']:>9.2f}s   (the catalog pipeline over one visit)")
 
-    targets = [
+    checked = [
         Target(
             "batch: catalog / straightforward pipeline, same runner",
             rate["catalog"] / rate["straightforward"],
@@ -196,7 +197,7 @@ def measure(args: argparse.Namespace) -> list[Target]:
         )
         if not report["reconciled"]:
             raise SystemExit("error: the migration did not reconcile")
-        targets.append(
+        checked.append(
             Target(
                 "batch: lab migration into the emulator, seconds",
                 took,
@@ -205,16 +206,8 @@ def measure(args: argparse.Namespace) -> list[Target]:
                 at_least=False,
             )
         )
-    return targets
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_arguments(parser)
-    targets = measure(parser.parse_args())
-    print_all(targets)
-    raise SystemExit(0 if all(t.met for t in targets) else 1)
+    return checked
 
 
 if __name__ == "__main__":
-    main()
+    targets.main(__doc__, add_arguments, measure)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import batch_migration
 import subscriber_throughput
-from targets import markdown, print_all
+from targets import finish, markdown
 
 from clickstream.core import generated
 
@@ -30,20 +30,19 @@ def main() -> None:
     batch_migration.add_arguments(parser)
     subscriber_throughput.add_arguments(parser)
     args = parser.parse_args()
-    targets = []
+    measured = []
     for script in (batch_migration, subscriber_throughput):
         print(f"\n== {Path(script.__file__).name}")
-        targets += script.measure(args)
-    print_all(targets)
+        measured += script.measure(args)
     if args.readme:
         when = f"{datetime.date.today():%Y-%m-%d}, {os.cpu_count()} cores"
-        table = f"Measured {when}, one run of `{COMMAND}`:\n\n{markdown(targets)}"
+        table = f"Measured {when}, one run of `{COMMAND}`:\n\n{markdown(measured)}"
         text = generated.fill(
             README.read_text(encoding="utf-8"), {"benchmark": lambda: table}, COMMAND
         )
         README.write_text(text, encoding="utf-8")
         print(f"wrote the table into {README.name}")
-    raise SystemExit(0 if all(t.met for t in targets) else 1)
+    finish(measured)
 
 
 if __name__ == "__main__":

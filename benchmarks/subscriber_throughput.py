@@ -39,8 +39,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import requests
+import targets
 from google.cloud import pubsub_v1
-from targets import LAB_VISITS, Target, print_all
+from targets import LAB_VISITS, Target
 
 from clickstream.cli.local import use_local_stack
 from clickstream.core import contract, jsonlines, names, visit
@@ -372,14 +373,6 @@ def measure(args: argparse.Namespace) -> list[Target]:
     ]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_arguments(parser)
-    targets = measure(parser.parse_args())
-    print_all(targets)
-    raise SystemExit(0 if all(t.met for t in targets) else 1)
-
-
 def _breakdown(seconds: collections.Counter, writes: int, parse: float) -> None:
     """Milliseconds per write: the visit model, the inserts (every table at once, no query)."""
     tables = seconds["tables"] / writes
@@ -388,4 +381,4 @@ def _breakdown(seconds: collections.Counter, writes: int, parse: float) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    targets.main(__doc__, add_arguments, measure)

@@ -1,6 +1,7 @@
 """What the benchmarks share: the lab data they read by default, and the targets they check
 (each measured figure beside its target, PASS or FAIL)."""
 
+import argparse
 import dataclasses
 from pathlib import Path
 
@@ -43,3 +44,16 @@ def markdown(targets: list[Target]) -> str:
             f"| {t.what} | {t.value:.2f}{t.unit} | {t.goal} | {'yes' if t.met else 'no'} |"
         )
     return "\n".join(lines)
+
+
+def finish(targets: list[Target]) -> None:
+    """Print the targets and exit: 1 when one is not met."""
+    print_all(targets)
+    raise SystemExit(0 if all(t.met for t in targets) else 1)
+
+
+def main(doc: str, add_arguments, measure) -> None:
+    """A benchmark script's command line: its options, its measurements, its targets."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    add_arguments(parser)
+    finish(measure(parser.parse_args()))

@@ -174,7 +174,7 @@ def register(commands) -> None:
     """Adds ``template`` and its actions to the ``clickstream`` command."""
     template = commands.add_parser(
         "template",
-        help="the flex-template catalog: list, run locally, build, docs",
+        help="the flex-template catalog: list, run, launch-local, export, build, docs",
         description="Every spec in pipelines/ is a Dataflow flex template, its parameters in "
         "metadata/<name>.json.",
     )
