@@ -202,7 +202,8 @@ def register(commands) -> None:
         description="Runs, or with --dry-run prints, for each template: `gcloud builds submit` "
         "of templates/Dockerfile (image REGION-docker.pkg.dev/PROJECT/REPOSITORY/"
         "clickstream-NAME:TAG) and `gcloud dataflow flex-template build` of "
-        "gs://BUCKET/templates/NAME.json with metadata/NAME.json; then prints an example "
+        "gs://BUCKET/templates/NAME.json with metadata/NAME.json and the template's Dataflow "
+        "options (metadata/dataflow_options.json) as its defaults; then prints an example "
         "`gcloud dataflow flex-template run`. First it builds the catalog's package (sdist) "
         "and uploads it to gs://BUCKET/templates/ for the job builder (`template export`).",
     )
