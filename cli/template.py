@@ -145,9 +145,10 @@ def _export(args: argparse.Namespace) -> None:
 
 
 def _docs(args: argparse.Namespace) -> None:
+    from clickstream.deploy import capacity_docs
     from clickstream.pipelines import template_docs
 
-    stale = template_docs.write(check=args.check)
+    stale = template_docs.write(check=args.check) + capacity_docs.write(check=args.check)
     if args.check and stale:
         raise SystemExit(
             "error: generated docs are stale: "
@@ -202,7 +203,8 @@ def register(commands) -> None:
         description="Runs, or with --dry-run prints, for each template: `gcloud builds submit` "
         "of templates/Dockerfile (image REGION-docker.pkg.dev/PROJECT/REPOSITORY/"
         "clickstream-NAME:TAG) and `gcloud dataflow flex-template build` of "
-        "gs://BUCKET/templates/NAME.json with metadata/NAME.json; then prints an example "
+        "gs://BUCKET/templates/NAME.json with metadata/NAME.json and the template's Dataflow "
+        "options (metadata/dataflow_options.json) as its defaults; then prints an example "
         "`gcloud dataflow flex-template run`. First it builds the catalog's package (sdist) "
         "and uploads it to gs://BUCKET/templates/ for the job builder (`template export`).",
     )
@@ -258,7 +260,11 @@ def register(commands) -> None:
     export.set_defaults(run=_export)
 
     docs = actions.add_parser(
-        "docs", help="generate docs/templates/*.md and the README's catalog from the metadata"
+        "docs",
+        help="generate docs/templates/*.md, the README's catalog and docs/capacity.md",
+        description="Writes the template pages and the README's catalog from the metadata, and "
+        "the capacity model's tables in docs/capacity.md from benchmarks/capacity.json, "
+        "deploy/bigquery_pricing.json and metadata/dataflow_options.json.",
     )
     docs.add_argument("--check", action="store_true", help="fail if the committed docs are stale")
     docs.set_defaults(run=_docs)

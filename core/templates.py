@@ -3,6 +3,7 @@
 launcher makes, and the gcloud commands that build and run a template. Beam-free, so the
 orchestration DAG (an Airflow environment without Beam) builds its launch requests with it."""
 
+import dataclasses
 import importlib.metadata
 import re
 
@@ -57,6 +58,33 @@ def variables(name: str, given: dict[str, str], unchecked: tuple[str, ...] = ())
     return result
 
 
+@dataclasses.dataclass(frozen=True)
+class DataflowOptions:
+    """The Dataflow environment a template sets by default (``metadata/dataflow_options.json``):
+    worker machine type, autoscaling range, Streaming Engine (streaming templates), and why. The
+    streaming mode is the metadata's (``defaultStreamingMode``), not repeated here."""
+
+    machine_type: str
+    num_workers: int  # initial workers
+    max_workers: int
+    why: dict[str, str]  # reason per option (and for the metadata's streaming mode)
+    streaming_engine: bool | None = None  # None: a batch template
+
+    def flags(self) -> list[str]:
+        """The options as flags of ``gcloud dataflow flex-template build`` (its defaults)."""
+        flags = ["--worker-machine-type", self.machine_type]
+        flags += ["--num-workers", str(self.num_workers), "--max-workers", str(self.max_workers)]
+        return [*flags, "--enable-streaming-engine"] if self.streaming_engine else flags
+
+
+def dataflow_options(name: str) -> DataflowOptions:
+    """The default Dataflow options of template ``name``."""
+    options = contract.read_json("dataflow_options.json")
+    if name not in options:
+        raise KeyError(f"template {name!r} has no entry in metadata/dataflow_options.json")
+    return DataflowOptions(**options[name])
+
+
 def image(name: str, project: str, region: str, repository: str, tag: str) -> str:
     return f"{region}-docker.pkg.dev/{project}/{repository}/{IMAGE_NAME.format(name=name)}:{tag}"
 
@@ -65,7 +93,7 @@ def build_commands(
     name: str, project: str, region: str, bucket: str, repository: str, tag: str
 ) -> list[list[str]]:
     """The commands that build the template's image (Cloud Build, no local Docker) and its
-    template file."""
+    template file, with the template's Dataflow options as its defaults."""
     target = image(name, project, region, repository, tag)
     return [
         [
@@ -79,6 +107,7 @@ def build_commands(
             *("gcloud", "dataflow", "flex-template", "build", template_file(name, bucket)),
             *("--project", project, "--image", target, "--sdk-language", "PYTHON"),
             *("--metadata-file", f"metadata/{name}.json"),
+            *dataflow_options(name).flags(),
         ],
     ]
 

@@ -27,6 +27,8 @@ def template_page(name: str) -> str:
         f"- Spec: [`pipelines/{name}.yaml`](../../pipelines/{name}.yaml)",
         f"- Metadata: [`metadata/{name}.json`](../../metadata/{name}.json)",
         f"- Mode: {'streaming' if meta.get('streaming') else 'batch'}",
+        f"- Dataflow defaults, set by the build below: {dataflow_defaults(name)} "
+        "([why](../capacity.md#dataflow-options-per-template))",
         "",
         "## Parameters",
         "",
@@ -104,6 +106,19 @@ def template_page(name: str) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def dataflow_defaults(name: str) -> str:
+    """The template's Dataflow options and streaming mode, in a few words."""
+    meta, options = templates.metadata(name), templates.dataflow_options(name)
+    words = [
+        f"{options.machine_type} workers",
+        f"{options.num_workers} at the start, at most {options.max_workers}",
+    ]
+    if meta.get("streaming"):
+        engine = "on" if options.streaming_engine else "off"
+        words += [f"Streaming Engine {engine}", f"{meta['defaultStreamingMode']} mode"]
+    return ", ".join(words)
 
 
 def catalog_index() -> str:

@@ -185,7 +185,8 @@ def test_build_dry_run_prints_the_exact_commands():
     assert (
         "gcloud dataflow flex-template build gs://my-bucket/templates/batch_migration.json "
         f"--project my-project --image {image} --sdk-language PYTHON "
-        "--metadata-file metadata/batch_migration.json"
+        "--metadata-file metadata/batch_migration.json --worker-machine-type n2-standard-4 "
+        "--num-workers 1 --max-workers 50\n"
     ) in result.stdout
     assert f"_IMAGE={image},_PIPELINE=batch_migration ." in result.stdout
     assert "--parameters 'input=gs://your-bucket/visits/*.jsonl'" in result.stdout
