@@ -56,7 +56,7 @@ WAIT = 300.0  # seconds any stage may take before the benchmark gives up
 PER_MESSAGE = 50  # messages written one by one to time the push handler's work
 
 
-PUSH_BEFORE = 13.0  # visits/s of the push handler with a key lookup per message (stop 7)
+PUSH_BEFORE = 13.0  # visits/s of the push handler when it ran a key lookup per message
 PUSH_TARGET, PULL_TARGET = 10.0, 0.9  # x that; share of the Pub/Sub emulator's pull limit
 
 

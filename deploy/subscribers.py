@@ -15,8 +15,8 @@ it is a dry run, stopping at the first failure):
 Least privilege: each identity gets only what it uses, on the narrowest resource.
 
 - ``clickstream-push`` (the function's runtime) and ``clickstream-pull`` (the VMs): BigQuery Data
-  Editor on the six analyst tables only (insert rows, read them for the key lookup), BigQuery Job
-  User on the project (to run that lookup). ``clickstream-pull`` also: Pub/Sub Subscriber on its
+  Editor on the six analyst tables only (streaming inserts; they run no query, so no Job User).
+  ``clickstream-pull`` also: Pub/Sub Subscriber on its
   subscription only, Storage Object Viewer on the code bucket.
 - ``clickstream-push-invoker`` (the identity in the push token): Cloud Run Invoker on the function
   only; it holds no other role, and the function accepts no other identity.
