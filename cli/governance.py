@@ -75,7 +75,7 @@ def _plan_and_apply(args: argparse.Namespace) -> None:
             done = plan.apply(
                 changes,
                 adapters,
-                lambda c: print(f"done: {plan.SYMBOLS[c.action]} {c.action} {c.resource.label}"),
+                lambda change: print(plan.performed(change)),
             )
             print(f"Applied {len(done)} changes.")
     except auth_exceptions.GoogleAuthError as error:

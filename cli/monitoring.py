@@ -7,7 +7,6 @@ import argparse
 
 from clickstream.core import names
 
-VERBS = {"create": "created", "update": "updated", "replace": "replaced"}
 NO_PROJECT = (
     "error: plan and apply need --project: Cloud Logging and Cloud Monitoring have no local "
     "emulator. On the local stack the alert policy's twin is `clickstream monitoring drill`."
@@ -70,7 +69,7 @@ def _plan_or_apply(args: argparse.Namespace) -> None:
             done = plan.apply(
                 changes,
                 api,
-                lambda change: print(f"{VERBS[change.action]} {change.resource.label}"),
+                lambda change: print(plan.performed(change)),
             )
             print(f"Applied {len(done)} changes." if done else "Nothing to apply.")
     except (exceptions.GoogleAPICallError, exceptions.RetryError, plan.PlanError) as error:

@@ -40,7 +40,7 @@ def _local(args: argparse.Namespace) -> None:
 
 
 def _deploy(args: argparse.Namespace) -> None:
-    from clickstream.deploy.subscribers import execute
+    from clickstream.deploy.subscribers import DeployError, execute
     from clickstream.orchestration import deployment
 
     try:
@@ -57,15 +57,16 @@ def _deploy(args: argparse.Namespace) -> None:
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
     build = Path(args.build_dir)
-    if args.what == "topic":
-        commands = deployment.topic_commands(target)
-    elif args.what == "dags":
+    if args.what == "dags":
         commands = deployment.dags_commands(target, deployment.stage_dags(build / "dags"))
     else:
         source = deployment.stage_function(build / "trigger-function")
         commands = deployment.trigger_commands(target, source)
     print(f"# {args.what}: {'dry run, nothing is run' if args.dry_run else 'running'}")
-    execute(commands, args.dry_run)
+    try:
+        execute(commands, args.dry_run)
+    except DeployError as error:
+        raise SystemExit(f"error: {error}") from None
 
 
 def _docs(args: argparse.Namespace) -> None:
@@ -108,14 +109,14 @@ def register(commands) -> None:
 
     deploy = actions.add_parser(
         "deploy",
-        help="deploy to Cloud Composer: topic, dags, trigger",
-        description="Prints (--dry-run) or runs the gcloud commands, in order: `topic`, then "
-        "`dags` (the DAG, the Beam-free core beside it, its settings and rights), then "
-        "`trigger` (the Cloud Run function on the bucket's finalize events). Staging happens "
-        "in --build-dir in both cases. The template must be built first: `clickstream "
-        "template build batch_migration`.",
+        help="deploy to Cloud Composer: dags, trigger",
+        description="Prints (--dry-run) or runs the gcloud commands, in order: `dags` (the "
+        "DAG, the Beam-free core beside it, its settings and rights), then `trigger` (the Cloud "
+        "Run function on the bucket's finalize events). Staging happens in --build-dir in both "
+        "cases. First build the template (`clickstream template build batch_migration`) and "
+        "create the files-processed topic (`clickstream pubsub apply`).",
     )
-    deploy.add_argument("what", choices=["topic", "dags", "trigger"])
+    deploy.add_argument("what", choices=["dags", "trigger"])
     deploy.add_argument("--project", required=True)
     deploy.add_argument("--region", required=True, help="the Composer environment's region")
     deploy.add_argument("--environment", required=True, help="Composer environment name")

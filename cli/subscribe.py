@@ -122,8 +122,8 @@ def _deploy(args: argparse.Namespace) -> None:
     )
     build = Path(args.build_dir)
     try:
-        if args.what == "topics":
-            commands = deployment.topic_commands(target)
+        if args.what == "accounts":
+            commands = deployment.accounts_commands(target)
         elif args.what == "push":
             commands = deployment.push_commands(target, deployment.stage_function(build))
         else:
@@ -131,7 +131,10 @@ def _deploy(args: argparse.Namespace) -> None:
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
     print(f"# {args.what}: {'dry run, nothing is run' if args.dry_run else 'running'}")
-    deployment.execute(commands, args.dry_run)
+    try:
+        deployment.execute(commands, args.dry_run)
+    except deployment.DeployError as error:
+        raise SystemExit(f"error: {error}") from None
 
 
 def register(commands) -> None:
@@ -202,13 +205,15 @@ def register(commands) -> None:
 
     deploy = actions.add_parser(
         "deploy",
-        help="deploy on Google Cloud: topics, push (Cloud Run function), pull (instance group)",
-        description="Prints (--dry-run) or runs the gcloud and bq commands, in order: `topics` "
-        "first, then `push` and/or `pull`. Staging (the function's directory, the VMs' code "
-        "archive) happens in --build-dir in both cases. See deploy/subscribers.py for the "
-        "service accounts and their roles.",
+        help="deploy on Google Cloud: accounts, push (Cloud Run function), pull (instance group)",
+        description="Prints (--dry-run) or runs the gcloud and bq commands, in order: "
+        "`accounts` first (service accounts, BigQuery grants), then the topics and "
+        "subscriptions (`clickstream pubsub apply`), then `push` and/or `pull`. A create whose "
+        "resource exists already is kept, so a deployment can be run again. Staging (the "
+        "function's directory, the VMs' code archive) happens in --build-dir in both cases. "
+        "See deploy/subscribers.py for the service accounts and their roles.",
     )
-    deploy.add_argument("what", choices=["topics", "push", "pull"])
+    deploy.add_argument("what", choices=["accounts", "push", "pull"])
     deploy.add_argument("--project", required=True)
     deploy.add_argument("--region", required=True, help="e.g. europe-west1")
     deploy.add_argument("--dataset", default=names.DATASET, help="BigQuery dataset")

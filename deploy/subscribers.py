@@ -1,12 +1,14 @@
-"""The subscribers on Google Cloud: the gcloud and bq commands that create them.
+"""The subscribers on Google Cloud: the gcloud and bq commands that deploy them.
 
-Three steps, in this order, each a list of commands (``execute`` prints them, and runs them unless
-it is a dry run, stopping at the first failure):
+Three steps of commands (``execute`` prints them, and runs them unless it is a dry run, stopping
+at the first failure; a create whose resource exists already is kept as it is), and the Pub/Sub
+plan between the first and the others:
 
-- ``topic_commands``: the visits topic, its dead-letter topic with a subscription that keeps
-  what lands there, and the Pub/Sub service agent's right to publish to it.
+- ``accounts_commands``: the APIs, the three service accounts and the writers' BigQuery grants.
+- ``clickstream pubsub apply`` (``clickstream.deploy.pubsub``): the topics, subscriptions,
+  dead-letter topics and their IAM, planned and applied.
 - ``push_commands``: the push subscriber as a Cloud Run function (HTTP, no unauthenticated
-  access) and a push subscription to it with an OIDC token, dead-letter topic and retry policy.
+  access) that the push subscription's OIDC token may invoke.
 - ``pull_commands``: the pull subscriber on a regional managed instance group: an instance
   template whose startup script (``deploy/startup.sh``) installs the code from Cloud Storage and
   runs it under systemd, autohealing with an HTTP health check on ``/healthz``, and an autoscaler
@@ -16,12 +18,13 @@ Least privilege: each identity gets only what it uses, on the narrowest resource
 
 - ``clickstream-push`` (the function's runtime) and ``clickstream-pull`` (the VMs): BigQuery Data
   Editor on the six analyst tables only (streaming inserts; they run no query, so no Job User).
-  ``clickstream-pull`` also: Pub/Sub Subscriber on its
-  subscription only, Storage Object Viewer on the code bucket.
+  ``clickstream-pull`` also: Pub/Sub Subscriber on its subscription only (the Pub/Sub plan),
+  Storage Object Viewer on the code bucket.
 - ``clickstream-push-invoker`` (the identity in the push token): Cloud Run Invoker on the function
   only; it holds no other role, and the function accepts no other identity.
-- The Pub/Sub service agent: Token Creator on the invoker account (to mint the push token),
-  Publisher on the dead-letter topic and Subscriber on each subscription (to move messages there).
+- The Pub/Sub service agent: Token Creator on the invoker account (to mint the push token), and
+  (the Pub/Sub plan) Publisher on the dead-letter topics and Subscriber on each subscription
+  that dead-letters (to move messages there).
 
 The analyst tables must exist: ``clickstream migrate --project P`` (or the batch template)
 creates them from ``metadata/tables``.
@@ -31,6 +34,7 @@ import dataclasses
 import importlib.metadata
 import shutil
 import subprocess
+import sys
 import tarfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -38,7 +42,6 @@ from pathlib import Path
 from packaging.requirements import Requirement
 
 from clickstream.core import contract, names, shell
-from clickstream.gcp import pubsub
 
 ROOT = Path(__file__).resolve().parents[1]
 STARTUP_SCRIPT = Path(__file__).with_name("startup.sh")
@@ -96,26 +99,19 @@ class Target:
 
     @property
     def pubsub_agent(self) -> str:
-        number = f"$(gcloud projects describe {self.project} --format='value(projectNumber)')"
-        return f"serviceAccount:service-{number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+        """The Pub/Sub service agent, its project number left for the shell to find."""
+        return pubsub_agent(
+            f"$(gcloud projects describe {self.project} --format='value(projectNumber)')"
+        )
+
+
+def pubsub_agent(project_number: str) -> str:
+    """The Pub/Sub service agent of the project of that number, as an IAM member."""
+    return f"serviceAccount:service-{project_number}@gcp-sa-pubsub.iam.gserviceaccount.com"
 
 
 def _gcloud(target: Target, *args: str) -> list[str]:
     return ["gcloud", *args, f"--project={target.project}"]
-
-
-def _delivery_flags(target: Target, push: bool) -> list[str]:
-    """The subscription settings of ``subscribers.topology``, as gcloud flags."""
-    return [
-        f"--topic={target.topic}",
-        f"--ack-deadline={pubsub.POLICIES['push' if push else 'pull'].ack_deadline_seconds}",
-        f"--dead-letter-topic={names.dead_letter_topic(target.topic)}",
-        f"--max-delivery-attempts={pubsub.MAX_DELIVERY_ATTEMPTS}",
-        f"--min-retry-delay={pubsub.MIN_RETRY_DELAY_SECONDS}s",
-        f"--max-retry-delay={pubsub.MAX_RETRY_DELAY_SECONDS}s",
-        f"--message-retention-duration={pubsub.RETENTION_DAYS}d",
-        "--retain-acked-messages",
-    ]
 
 
 def _writer_grants(target: Target, account: str) -> list[list[str]]:
@@ -136,37 +132,22 @@ def _service_account(target: Target, name: str, description: str) -> list[str]:
     )
 
 
-def _agent_may_dead_letter(target: Target, subscription: str) -> list[str]:
-    return _gcloud(
-        target,
-        *("pubsub", "subscriptions", "add-iam-policy-binding", subscription),
-        *(f"--member={target.pubsub_agent}", "--role=roles/pubsub.subscriber"),
-    )
-
-
-def topic_commands(target: Target) -> list[list[str]]:
-    dead = names.dead_letter_topic(target.topic)
+def accounts_commands(target: Target) -> list[list[str]]:
+    """The APIs, the service accounts, and the writers' BigQuery grants."""
     return [
         _gcloud(target, "services", "enable", *APIS),
-        _gcloud(target, "pubsub", "topics", "create", target.topic),
-        _gcloud(target, "pubsub", "topics", "create", dead),
-        _gcloud(
-            target,
-            *("pubsub", "subscriptions", "create", dead, f"--topic={dead}"),
-            f"--message-retention-duration={pubsub.RETENTION_DAYS}d",
-        ),
-        _gcloud(
-            target,
-            *("pubsub", "topics", "add-iam-policy-binding", dead),
-            *(f"--member={target.pubsub_agent}", "--role=roles/pubsub.publisher"),
-        ),
+        _service_account(target, PUSH_ACCOUNT, "clickstream push subscriber (runtime)"),
+        _service_account(target, INVOKER_ACCOUNT, "clickstream push subscription (invoker)"),
+        _service_account(target, PULL_ACCOUNT, "clickstream pull subscriber (VMs)"),
+        *_writer_grants(target, target.account(PUSH_ACCOUNT)),
+        *_writer_grants(target, target.account(PULL_ACCOUNT)),
     ]
 
 
 def push_commands(target: Target, source: Path) -> list[list[str]]:
     """``source``: the function's directory, from ``stage_function``."""
     runtime, invoker = target.account(PUSH_ACCOUNT), target.account(INVOKER_ACCOUNT)
-    url, subscription = target.function_url, names.PUSH_SUBSCRIPTION
+    url = target.function_url
     environment = {
         "BIGQUERY_PROJECT": target.project,
         "BIGQUERY_DATASET": target.dataset,
@@ -175,9 +156,6 @@ def push_commands(target: Target, source: Path) -> list[list[str]]:
         "THREADS": "8",  # the Functions Framework's request threads: match the concurrency
     }
     return [
-        _service_account(target, PUSH_ACCOUNT, "clickstream push subscriber (runtime)"),
-        _service_account(target, INVOKER_ACCOUNT, "clickstream push subscription (invoker)"),
-        *_writer_grants(target, runtime),
         _gcloud(
             target,
             *("functions", "deploy", FUNCTION, "--gen2", f"--region={target.region}"),
@@ -197,13 +175,6 @@ def push_commands(target: Target, source: Path) -> list[list[str]]:
             *("iam", "service-accounts", "add-iam-policy-binding", invoker),
             *(f"--member={target.pubsub_agent}", "--role=roles/iam.serviceAccountTokenCreator"),
         ),
-        _gcloud(
-            target,
-            *("pubsub", "subscriptions", "create", subscription, *_delivery_flags(target, True)),
-            *(f"--push-endpoint={url}", f"--push-auth-service-account={invoker}"),
-            f"--push-auth-token-audience={url}",
-        ),
-        _agent_may_dead_letter(target, subscription),
     ]
 
 
@@ -224,19 +195,6 @@ def pull_commands(target: Target, archive: Path) -> list[list[str]]:
         f'resource.labels.subscription_id = "{subscription}"'
     )
     return [
-        _service_account(target, PULL_ACCOUNT, "clickstream pull subscriber (VMs)"),
-        *_writer_grants(target, account),
-        _gcloud(
-            target,
-            *("pubsub", "subscriptions", "create", subscription),
-            *_delivery_flags(target, False),
-        ),
-        _gcloud(
-            target,
-            *("pubsub", "subscriptions", "add-iam-policy-binding", subscription),
-            *(f"--member=serviceAccount:{account}", "--role=roles/pubsub.subscriber"),
-        ),
-        _agent_may_dead_letter(target, subscription),
         _gcloud(target, "storage", "cp", str(archive), source),
         _gcloud(
             target,
@@ -351,10 +309,22 @@ def stage_archive(build_dir: Path) -> Path:
     return archive
 
 
+class DeployError(RuntimeError):
+    """A deployment command failed."""
+
+
 def execute(commands: Iterable[list[str]], dry_run: bool) -> None:
-    """Print each command as a shell line; unless ``dry_run``, run that very line with bash."""
+    """Print each command as a shell line; unless ``dry_run``, run that very line with bash,
+    stopping at the first failure (``DeployError``) but for a create whose resource exists
+    already (kept as it is: a second deployment goes on past it)."""
     for command in commands:
         text = shell.line(command)
         print(text, flush=True)
-        if not dry_run:
-            subprocess.run(["bash", "-c", text], check=True)
+        if dry_run:
+            continue
+        run = subprocess.run(["bash", "-c", text], stderr=subprocess.PIPE, text=True)
+        sys.stderr.write(run.stderr)
+        if run.returncode and "create" in command and "already exists" in run.stderr.lower():
+            print("# exists already: kept as it is", flush=True)
+        elif run.returncode:
+            raise DeployError(f"this command failed (exit {run.returncode}): {text}")

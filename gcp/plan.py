@@ -1,5 +1,6 @@
-"""Plan, then apply: the catalog's operational resources (Cloud Monitoring for the
-denial-of-service drill, Dataplex for governance) as code, with one mechanism for all of them.
+"""Plan, then apply: the catalog's operational resources (Pub/Sub topics and subscriptions,
+Cloud Monitoring for the denial-of-service drill, Dataplex for governance) as code, with one
+mechanism for all of them.
 
 A resource is declared once: a ``Resource`` with its kind, a stable name and the fields it must
 have, in the JSON form of its API (as ``proto-plus`` ``to_dict`` gives it). ``plan`` reads what
@@ -244,6 +245,11 @@ def render(changes: list[Change], limit: int | None = 160) -> str:
         f"{counts[REPLACE]} to replace, {counts[UNCHANGED]} unchanged."
     )
     return "\n".join(lines)
+
+
+def performed(change: Change) -> str:
+    """One line for a change apply has made."""
+    return f"done: {SYMBOLS[change.action]} {change.action} {change.resource.label}"
 
 
 def _leaves(fields: Mapping[str, Any] | list, path: str = "") -> Iterable[str]:

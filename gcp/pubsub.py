@@ -1,30 +1,40 @@
-"""The Pub/Sub side, defined once: the visits topic, its dead-letter topic, the subscriptions of
-every consumer and their delivery policy, and the publisher client.
+"""The Pub/Sub side, defined once: topics, their dead-letter topics, the subscriptions of every
+consumer with their delivery policy, declared as ``clickstream.gcp.plan`` resources; and the
+publisher client.
 
-Three kinds of consumer, each with its policy (``POLICIES``):
+Four kinds of consumer, each with its policy (``POLICIES``):
 
-- ``push`` and ``pull`` (the subscribers): a dead-letter topic after ``MAX_DELIVERY_ATTEMPTS``
-  and, on Google Cloud, a retry policy (backoff between redeliveries). The emulator (0.8.20)
-  stops redelivering the expired messages of a subscription with a retry policy (after a
-  subscriber was killed, none of its 100 leased messages came back within 40 s with one; without
-  one they all did, after 7 to 27 s), so the local stack's subscriptions have none.
+- ``push`` and ``pull`` (the subscribers, and ``clickstream subscribe files``): a dead-letter
+  topic after ``MAX_DELIVERY_ATTEMPTS`` and, on Google Cloud, a retry policy (backoff between
+  redeliveries). The emulator (0.8.20) stops redelivering the expired messages of a subscription
+  with a retry policy (after a subscriber was killed, none of its 100 leased messages came back
+  within 40 s with one; without one they all did, after 7 to 27 s), so the local stack's
+  subscriptions have none.
 - ``dataflow`` (the streaming specs): no dead-letter topic and no retry policy. Dataflow's
   Pub/Sub source extends and acknowledges messages itself, so delivery attempts do not mean a
   message failed; the specs route bad records to the ``dead_letter`` table instead.
+- ``kept``: the subscription of a dead-letter topic, named after it, which keeps what lands
+  there (a topic alone drops it).
 
-The local stack gets them from ``ensure_subscription``; Google Cloud from the gcloud commands of
-``clickstream.deploy``, built from the same values.
+``resources`` declares them; ``adapters`` reads and changes them with the client library, on
+the emulator when ``PUBSUB_EMULATOR_HOST`` is set. On Google Cloud they are planned and applied
+whole, IAM included (``clickstream pubsub plan|apply``, ``clickstream.deploy.pubsub``); on the
+local stack each command converges what it needs (``ensure_topic``, ``ensure_subscription``).
+A subscription's topic cannot change in place: the plan replaces it (its backlog is lost), which
+``clickstream pubsub apply`` does only when told to; ``ensure_subscription`` never does.
 """
 
 import dataclasses
-from collections.abc import Iterable
+import json
+import logging
+from collections.abc import Iterable, Mapping
 
 from google.api_core import exceptions
 from google.cloud import pubsub_v1
 from google.cloud.pubsub_v1 import types
-from google.protobuf import duration_pb2
 
 from clickstream.core import names
+from clickstream.gcp import iam, plan
 
 MAX_DELIVERY_ATTEMPTS = 10  # then the message goes to the dead-letter topic
 MIN_RETRY_DELAY_SECONDS = 10  # redelivery backoff after a nack or a failed push (Google Cloud)
@@ -33,22 +43,41 @@ RETENTION_DAYS = 7  # acked messages too: seeking back a few days replays them
 # The publisher's batching and flow control: bounded memory when Pub/Sub is slower than us.
 BATCH = {"max_messages": 1000, "max_bytes": 4_000_000, "max_latency": 0.05}
 FLOW_CONTROL = {"message_limit": 20_000, "byte_limit": 64_000_000}
+TOPIC, SUBSCRIPTION = "pubsub-topic", "pubsub-subscription"  # the plan's kinds
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
 class Policy:
-    """How a subscription delivers: its first lease, and whether failures are dead-lettered."""
+    """How a subscription delivers: its first lease, whether failures are dead-lettered, and
+    whether redeliveries back off (Google Cloud only)."""
 
     ack_deadline_seconds: int
     dead_letter: bool
+    retry: bool
 
 
 POLICIES = {
-    "push": Policy(ack_deadline_seconds=60, dead_letter=True),  # how long one push may take
+    "push": Policy(ack_deadline_seconds=60, dead_letter=True, retry=True),  # one push's time
     # The first lease: the client extends it while it holds a message.
-    "pull": Policy(ack_deadline_seconds=10, dead_letter=True),
-    "dataflow": Policy(ack_deadline_seconds=60, dead_letter=False),
+    "pull": Policy(ack_deadline_seconds=10, dead_letter=True, retry=True),
+    "dataflow": Policy(ack_deadline_seconds=60, dead_letter=False, retry=False),
+    "kept": Policy(ack_deadline_seconds=10, dead_letter=False, retry=False),
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class Subscription:
+    """A subscription (a name or a full path) of ``topic`` for a ``consumer`` of ``POLICIES``;
+    a push subscription delivers to ``push_endpoint``, on Google Cloud with an OIDC token for
+    ``push_identity`` (a service account) whose audience is the endpoint."""
+
+    name: str
+    topic: str = names.TOPIC
+    consumer: str = "pull"
+    push_endpoint: str | None = None
+    push_identity: str | None = None
 
 
 def publisher_client() -> pubsub_v1.PublisherClient:
@@ -63,32 +92,179 @@ def publisher_client() -> pubsub_v1.PublisherClient:
     )
 
 
-def _create(method, **kwargs) -> bool:
-    """Call a create method; False when the resource exists already."""
-    try:
-        method(**kwargs)
-    except exceptions.AlreadyExists:
-        return False
-    return True
+def _topic(path: str) -> plan.Resource:
+    return plan.Resource(TOPIC, path, {})
+
+
+def _subscription(project: str, declared: Subscription, cloud: bool) -> plan.Resource:
+    policy = POLICIES[declared.consumer]
+    topic = names.topic_path(project, declared.topic)
+    push: dict = {"push_endpoint": declared.push_endpoint or ""}
+    if cloud and declared.push_endpoint and declared.push_identity:
+        push["oidc_token"] = {
+            "service_account_email": declared.push_identity,
+            "audience": declared.push_endpoint,
+        }
+    dead_letter = retry = None
+    if policy.dead_letter:
+        dead_letter = {
+            "dead_letter_topic": dead_letter_topic_path(project, topic),
+            "max_delivery_attempts": MAX_DELIVERY_ATTEMPTS,
+        }
+    if cloud and policy.retry:
+        retry = {
+            "minimum_backoff": f"{MIN_RETRY_DELAY_SECONDS}s",
+            "maximum_backoff": f"{MAX_RETRY_DELAY_SECONDS}s",
+        }
+    fields = {
+        "topic": topic,
+        "push_config": push,
+        "ack_deadline_seconds": policy.ack_deadline_seconds,
+        "retain_acked_messages": True,
+        "message_retention_duration": f"{RETENTION_DAYS * 86400}s",
+        "dead_letter_policy": dead_letter,  # None: it has none
+        "retry_policy": retry,
+    }
+    path = names.subscription_path(project, declared.name)
+    return plan.Resource(
+        SUBSCRIPTION, path, fields, immutable=("topic",), after=(f"{TOPIC} {topic}",)
+    )
+
+
+def dead_letter_topic_path(project: str, topic: str) -> str:
+    """The path of the dead-letter topic of ``topic`` (a name or a full path)."""
+    return names.topic_path(project, names.dead_letter_topic(topic.rsplit("/", 1)[-1]))
+
+
+def resources(
+    project: str,
+    subscriptions: Iterable[Subscription],
+    cloud: bool = False,
+    grants: Mapping[str, Mapping[str, list[str]]] | None = None,
+) -> list[plan.Resource]:
+    """The topics, dead-letter topics with their kept subscriptions, and ``subscriptions``,
+    each declared once, dependencies first; then the IAM ``grants`` (resource path -> role ->
+    members). ``cloud``: with what only Google Cloud holds (retry policies, push tokens)."""
+    declared: dict[str, plan.Resource] = {}
+
+    def add(resource: plan.Resource) -> None:
+        declared.setdefault(resource.label, resource)
+
+    for subscription in subscriptions:
+        topic = names.topic_path(project, subscription.topic)
+        add(_topic(topic))
+        if POLICIES[subscription.consumer].dead_letter:
+            dead = dead_letter_topic_path(project, topic)
+            add(_topic(dead))
+            add(_subscription(project, Subscription(dead.rsplit("/", 1)[-1], dead, "kept"), cloud))
+        add(_subscription(project, subscription, cloud))
+    for path, bindings in (grants or {}).items():
+        owner = next((r for r in declared.values() if r.name == path), None)
+        if owner is None:
+            raise plan.PlanError(f"IAM on {path}, which is not declared")
+        add(iam.policy(path, {role: sorted(m) for role, m in bindings.items()}, (owner.label,)))
+    return list(declared.values())
+
+
+def _dict(message) -> dict:
+    return type(message).to_dict(message, use_integers_for_enums=False)
+
+
+class Topics:
+    """Topics, by path: they declare no field, so they are only created or deleted."""
+
+    def __init__(self, publisher: pubsub_v1.PublisherClient):
+        self.publisher = publisher
+
+    def read(self, resource: plan.Resource) -> dict | None:
+        try:
+            return _dict(self.publisher.get_topic(topic=resource.name))
+        except exceptions.NotFound:
+            return None
+
+    def create(self, resource: plan.Resource) -> dict:
+        return _dict(self.publisher.create_topic(request={"name": resource.name}))
+
+    def update(self, resource: plan.Resource, current: dict, fields: tuple[str, ...]) -> None:
+        raise plan.PlanError(f"{resource.label}: topics declare no field to update")
+
+    def delete(self, resource: plan.Resource, current: dict) -> None:
+        self.publisher.delete_topic(topic=resource.name)
+
+
+class Subscriptions:
+    """Subscriptions, by path: updated with a mask of the changed top-level fields."""
+
+    def __init__(self, subscriber: pubsub_v1.SubscriberClient):
+        self.subscriber = subscriber
+
+    @staticmethod
+    def _message(resource: plan.Resource) -> types.Subscription:
+        return types.Subscription.from_json(json.dumps({"name": resource.name, **resource.fields}))
+
+    def read(self, resource: plan.Resource) -> dict | None:
+        try:
+            return _dict(self.subscriber.get_subscription(subscription=resource.name))
+        except exceptions.NotFound:
+            return None
+
+    def create(self, resource: plan.Resource) -> dict:
+        return _dict(self.subscriber.create_subscription(request=self._message(resource)))
+
+    def update(self, resource: plan.Resource, current: dict, fields: tuple[str, ...]) -> None:
+        mask = {"paths": plan.top_level(fields)}
+        request = {"subscription": self._message(resource), "update_mask": mask}
+        self.subscriber.update_subscription(request=request)
+
+    def delete(self, resource: plan.Resource, current: dict) -> None:
+        self.subscriber.delete_subscription(subscription=resource.name)
+
+
+def adapters(
+    publisher: pubsub_v1.PublisherClient,
+    subscriber: pubsub_v1.SubscriberClient,
+    policies: pubsub_v1.PublisherClient | None = None,
+) -> dict[str, plan.Adapter]:
+    """The adapter of each kind of ``resources``; IAM through ``policies`` (by default the
+    publisher: Pub/Sub serves one IAM policy API for topics and subscriptions)."""
+    return {
+        TOPIC: Topics(publisher),
+        SUBSCRIPTION: Subscriptions(subscriber),
+        iam.KIND: iam.Policies(policies or publisher),
+    }
+
+
+def _refuse_replacement(changes: list[plan.Change]) -> None:
+    for change in changes:
+        if change.action == plan.REPLACE:
+            raise plan.PlanError(
+                f"{change.resource.label} is a subscription of "
+                f"{(change.current or {}).get('topic')}, and a subscription's topic cannot "
+                "change: delete it, or choose another name"
+            )
+
+
+def converge(declared: list[plan.Resource]) -> list[plan.Change]:
+    """Plan and apply ``declared`` (the local stack's, without IAM) with the default clients,
+    refusing a replacement (it would drop a subscription's messages); a resource created by
+    someone else between plan and apply is planned again, once. Returns the plan applied."""
+    publisher = pubsub_v1.PublisherClient()
+    with pubsub_v1.SubscriberClient() as subscriber:
+        api = adapters(publisher, subscriber)
+        changes = plan.plan(declared, api)
+        _refuse_replacement(changes)
+        try:
+            plan.apply(changes, api)
+        except exceptions.AlreadyExists:  # a concurrent command created it: converge again
+            changes = plan.plan(declared, api)
+            _refuse_replacement(changes)
+            plan.apply(changes, api)
+        return changes
 
 
 def ensure_topic(project: str, topic: str = names.TOPIC) -> bool:
     """Create the topic (a name or a full path) unless it exists; True if it was created."""
-    client = pubsub_v1.PublisherClient()
-    return _create(client.create_topic, name=names.topic_path(project, topic))
-
-
-def ensure_dead_letter_topic(project: str, topic: str = names.TOPIC) -> None:
-    """Create the dead-letter topic of ``topic`` and the subscription that keeps what lands
-    there, unless they exist."""
-    dead = names.dead_letter_topic(topic.rsplit("/", 1)[-1])
-    ensure_topic(project, dead)
-    with pubsub_v1.SubscriberClient() as subscriber:
-        _create(
-            subscriber.create_subscription,
-            name=names.subscription_path(project, dead),
-            topic=names.topic_path(project, dead),
-        )
+    return converge([_topic(names.topic_path(project, topic))])[0].action == plan.CREATE
 
 
 def ensure_subscription(
@@ -98,35 +274,23 @@ def ensure_subscription(
     consumer: str = "pull",
     push_endpoint: str | None = None,
 ) -> tuple[str, bool]:
-    """Create the topic, its dead-letter topic when the consumer's policy has one, and the
+    """Converge the topic, its dead-letter topic when the consumer's policy has one, and the
     subscription (a name or a full path; pushing to ``push_endpoint`` if given) with the
-    ``consumer``'s policy, unless they exist; an existing push subscription is pointed at
-    ``push_endpoint``. Returns (the subscription's path, whether it was created)."""
-    policy = POLICIES[consumer]
-    topic_path = names.topic_path(project, topic)
-    ensure_topic(project, topic_path)
-    request = {
-        "name": names.subscription_path(project, subscription),
-        "topic": topic_path,
-        "push_config": {"push_endpoint": push_endpoint} if push_endpoint else {},
-        "ack_deadline_seconds": policy.ack_deadline_seconds,
-        "retain_acked_messages": True,
-        "message_retention_duration": duration_pb2.Duration(seconds=RETENTION_DAYS * 86400),
-    }
-    if policy.dead_letter:
-        ensure_dead_letter_topic(project, topic_path)
-        dead = names.dead_letter_topic(topic_path.rsplit("/", 1)[-1])
-        request["dead_letter_policy"] = {
-            "dead_letter_topic": names.topic_path(project, dead),
-            "max_delivery_attempts": MAX_DELIVERY_ATTEMPTS,
-        }
+    ``consumer``'s policy: created if missing, its settings (the push endpoint too) updated if
+    they differ. ``topic`` is where a missing subscription is created: one that exists stays on
+    its own topic (said in a warning when that is another). Returns (the subscription's path,
+    whether it was created)."""
+    path = names.subscription_path(project, subscription)
     with pubsub_v1.SubscriberClient() as subscriber:
-        created = _create(subscriber.create_subscription, request=request)
-        if not created and push_endpoint:
-            subscriber.modify_push_config(
-                subscription=request["name"], push_config=request["push_config"]
-            )
-    return request["name"], created
+        existing = Subscriptions(subscriber).read(plan.Resource(SUBSCRIPTION, path, {}))
+    wanted = names.topic_path(project, topic)
+    if existing and existing["topic"] != wanted:
+        log.warning("%s exists on %s, not %s: used as it is", path, existing["topic"], wanted)
+        topic = existing["topic"]
+    declared = Subscription(subscription, topic, consumer, push_endpoint)
+    changes = converge(resources(project, [declared]))
+    mine = next(c for c in changes if c.resource.name == path)
+    return path, mine.action == plan.CREATE
 
 
 def stop_pushing(project: str, subscription: str) -> None:

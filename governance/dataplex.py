@@ -5,9 +5,7 @@ policies, ``CatalogServiceClient`` for aspect types and the aspects of entries.
 - lakes, zones, assets and aspect types: get, create (long-running, ``validate_only``), update
   of the changed top-level fields only (maps and messages merged into what exists, so labels we
   did not set stay; aspect types with their etag), delete;
-- IAM policies: shared with whoever else grants roles there, so only our members of our roles
-  are read and written, by read-modify-write with the policy's etag (retried when someone
-  changed it in between); nothing else in the policy is touched;
+- IAM policies: ``clickstream.gcp.iam`` (only our members of our roles, merged by etag);
 - entry aspects: BigQuery tables' entries are Dataplex's own (``@bigquery``): they cannot be
   created, only waited for (Dataplex lists a new table within minutes); only our aspects are
   read and written (``aspect_keys``), never the others.
@@ -19,15 +17,13 @@ from collections.abc import Mapping
 
 from google.api_core import exceptions
 from google.cloud import dataplex_v1
-from google.iam.v1 import iam_policy_pb2, policy_pb2
 from google.protobuf import field_mask_pb2
 
-from clickstream.gcp import plan
+from clickstream.gcp import iam, plan
 
 OPERATION_SECONDS = 600  # a long-running create, update or delete
 ENTRY_WAIT_SECONDS = 600  # for Dataplex to list a new BigQuery table
 ENTRY_POLL_SECONDS = 15
-POLICY_ATTEMPTS = 5  # read-modify-write rounds when others change the policy meanwhile
 
 log = logging.getLogger(__name__)
 
@@ -117,70 +113,6 @@ def _tail(name: str) -> str:
     return name.split("/", 2)[-1] if name.startswith("projects/") else name
 
 
-class Policies:
-    """The IAM policy of a lake or zone, as far as ours: declared ``bindings`` (role ->
-    members) are read back as the declared members the policy holds."""
-
-    def __init__(self, client):
-        self.client = client
-
-    def read(self, resource: plan.Resource) -> dict | None:
-        try:
-            policy = self._get(resource.name)
-        except exceptions.NotFound:
-            return None
-        held = {binding.role: set(binding.members) for binding in policy.bindings}
-        ours = {
-            role: sorted(set(members) & held.get(role, set()))
-            for role, members in resource.fields["bindings"].items()
-        }
-        return {"bindings": ours} if any(ours.values()) else None
-
-    def _get(self, name: str) -> policy_pb2.Policy:
-        return self.client.get_iam_policy(
-            request=iam_policy_pb2.GetIamPolicyRequest(
-                resource=name, options={"requested_policy_version": 3}
-            )
-        )
-
-    def _change(self, resource: plan.Resource, grant: bool) -> None:
-        """Add (or remove) our members to (from) our roles, keeping everything else."""
-        for attempt in range(1, POLICY_ATTEMPTS + 1):
-            policy = self._get(resource.name)  # with its etag
-            for role, members in resource.fields["bindings"].items():
-                binding = next(
-                    (b for b in policy.bindings if b.role == role and not b.HasField("condition")),
-                    None,
-                )
-                if binding is None:
-                    binding = policy.bindings.add(role=role)
-                held = set(binding.members)
-                held = held | set(members) if grant else held - set(members)
-                binding.ClearField("members")
-                binding.members.extend(sorted(held))
-            for empty in [b for b in policy.bindings if not b.members]:
-                policy.bindings.remove(empty)
-            try:
-                self.client.set_iam_policy(
-                    request=iam_policy_pb2.SetIamPolicyRequest(
-                        resource=resource.name, policy=policy
-                    )
-                )
-                return
-            except exceptions.Aborted:  # changed since we read it: read it again
-                if attempt == POLICY_ATTEMPTS:
-                    raise
-
-    def create(self, resource: plan.Resource) -> None:
-        self._change(resource, grant=True)
-
-    def update(self, resource: plan.Resource, current: dict, fields: tuple[str, ...]) -> None:
-        self._change(resource, grant=True)
-
-    def delete(self, resource: plan.Resource, current: dict) -> None:
-        self._change(resource, grant=False)
-
-
 class EntryAspects:
     """Our aspects on an entry: the declared ``aspects`` by key (``project.location.type``, with
     ``@path`` for a column's). Keys are compared without their project part, which the API may
@@ -267,7 +199,7 @@ def adapters(dataplex, catalog, **entry_wait) -> dict[str, plan.Adapter]:
         "lake": Resources(dataplex, "lake", dataplex_v1.Lake),
         "zone": Resources(dataplex, "zone", dataplex_v1.Zone),
         "asset": Resources(dataplex, "asset", dataplex_v1.Asset),
-        "iam-policy": Policies(dataplex),
+        iam.KIND: iam.Policies(dataplex),
         "entry-aspects": EntryAspects(catalog, **entry_wait),
     }
 

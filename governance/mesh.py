@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 
 from clickstream.core import contract, names, templates
-from clickstream.gcp import plan
+from clickstream.gcp import iam, plan
 from clickstream.governance import aspects
 
 LABELS = {"managed-by": "clickstream"}  # on what this code creates
@@ -154,10 +154,6 @@ def grants(mesh: Mesh) -> dict[str, dict[str, list[str]]]:
     }
 
 
-def _policy(name: str, bindings: dict, after: str) -> plan.Resource:
-    return plan.Resource("iam-policy", name, {"bindings": bindings}, after=(after,))
-
-
 def resources(mesh: Mesh) -> list[plan.Resource]:
     """Every resource of the mesh, dependencies first."""
     definition = contract.governance()
@@ -177,7 +173,7 @@ def resources(mesh: Mesh) -> list[plan.Resource]:
     )
     declared = [*types, lake]
     if "lake" in access:
-        declared.append(_policy(mesh.lake_name, access["lake"], lake.label))
+        declared.append(iam.policy(mesh.lake_name, access["lake"], (lake.label,)))
     for zone, spec in definition["zones"].items():
         resource = plan.Resource(
             "zone",
@@ -188,7 +184,7 @@ def resources(mesh: Mesh) -> list[plan.Resource]:
         )
         declared.append(resource)
         if zone in access:
-            declared.append(_policy(resource.name, access[zone], resource.label))
+            declared.append(iam.policy(resource.name, access[zone], (resource.label,)))
         declared.append(
             plan.Resource(
                 "asset",

@@ -8,10 +8,10 @@ folder gets it beside the DAG file, as the package layout has it (``clickstream/
 The local Airflow reads the same staged folder (``local_airflow.py``), with the Dataflow
 stand-in added.
 
-Three steps, in order:
+The files-processed topic and the subscription ``clickstream subscribe files`` reads are part of
+the catalog's Pub/Sub plan (``clickstream pubsub apply``, ``clickstream.deploy.pubsub``), which
+comes first. Then two steps, in order:
 
-- ``topic_commands``: the files-processed topic and the subscription ``clickstream subscribe
-  files`` reads.
 - ``dags_commands``: the DAG's settings (Airflow variable ``clickstream_orchestration``), the
   Composer environment's service account's rights (launch Dataflow jobs that run as the worker
   account, publish to the topic), then ``gcloud composer environments storage dags import``.
@@ -122,17 +122,6 @@ def stage_function(destination: Path) -> Path:
         '__all__ = ["on_file_landed"]\n'
     )
     return destination
-
-
-def topic_commands(target: Target) -> list[list[str]]:
-    return [
-        target.gcloud("pubsub", "topics", "create", target.topic),
-        target.gcloud(
-            *("pubsub", "subscriptions", "create", names.FILES_PROCESSED_SUBSCRIPTION),
-            f"--topic={target.topic}",
-            "--message-retention-duration=7d",
-        ),
-    ]
 
 
 def dags_commands(target: Target, dags: Path) -> list[list[str]]:

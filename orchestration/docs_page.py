@@ -52,7 +52,6 @@ def message() -> str:
 def commands() -> str:
     build = Path("build", "orchestration")
     steps = {
-        "topic": deployment.topic_commands(EXAMPLE),
         "dags": deployment.dags_commands(EXAMPLE, build / "dags"),
         "trigger": deployment.trigger_commands(EXAMPLE, build / "trigger-function"),
     }

@@ -12,13 +12,13 @@ import re
 
 import grpc
 from fake_grpc import FakeServer, Fault, Operations
+from fake_iam import FakePolicies
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import dataplex_v1
 from google.cloud.dataplex_v1.services.catalog_service.transports import CatalogServiceGrpcTransport
 from google.cloud.dataplex_v1.services.dataplex_service.transports import (
     DataplexServiceGrpcTransport,
 )
-from google.iam.v1 import iam_policy_pb2, policy_pb2
 from google.longrunning import operations_pb2
 from google.protobuf import empty_pb2, timestamp_pb2
 
@@ -58,12 +58,12 @@ class FakeDataplex:
 
     def __init__(self):
         self.resources: dict[str, object] = {}  # lakes, zones, assets, aspect types by name
-        self.policies: dict[str, policy_pb2.Policy] = {}
+        self.iam = FakePolicies(lambda name: name in self.resources)
+        self.policies = self.iam.policies
         self.entries: dict[str, dataplex_v1.Entry] = {}
         self.columns: dict[str, set[str]] = {}  # entry name -> its table's columns
         self.hidden: dict[str, int] = {}  # entry name -> GetEntry calls it stays unseen
-        # resource -> called once before the next SetIamPolicy of it is handled (someone else)
-        self.before_set_policy: dict[str, object] = {}
+        self.before_set_policy = self.iam.before_set_policy
         self._etags = itertools.count(1)
         self.operations = Operations("projects/-/locations/-")
         methods = {**self.operations.methods()}
@@ -79,11 +79,7 @@ class FakeDataplex:
                 ("Delete", self._deleter(noun)),
             ):
                 methods[f"{service}/{verb}{title}"] = (handler, _REQUESTS[verb, noun], lro)
-        for verb, handler, request, response in (
-            ("Get", self.get_policy, iam_policy_pb2.GetIamPolicyRequest, policy_pb2.Policy),
-            ("Set", self.set_policy, iam_policy_pb2.SetIamPolicyRequest, policy_pb2.Policy),
-        ):
-            methods[f"google.iam.v1.IAMPolicy/{verb}IamPolicy"] = (handler, request, response)
+        methods.update(self.iam.methods())
         methods[f"{_CATALOG}/GetEntry"] = (
             self.get_entry,
             dataplex_v1.GetEntryRequest,
@@ -222,35 +218,9 @@ class FakeDataplex:
 
         return delete
 
-    # IAM policies of lakes and zones.
-    def _policy(self, name: str) -> policy_pb2.Policy:
-        if name not in self.resources:
-            raise Fault(grpc.StatusCode.NOT_FOUND, f"{name} not found")
-        return self.policies.setdefault(name, policy_pb2.Policy(version=1, etag=b"etag-0"))
-
-    def get_policy(self, request: iam_policy_pb2.GetIamPolicyRequest) -> policy_pb2.Policy:
-        return self._policy(request.resource)
-
-    def set_policy(self, request: iam_policy_pb2.SetIamPolicyRequest) -> policy_pb2.Policy:
-        interloper = self.before_set_policy.pop(request.resource, None)
-        if interloper:
-            interloper()
-        current = self._policy(request.resource)
-        if request.policy.etag and request.policy.etag != current.etag:
-            raise Fault(grpc.StatusCode.ABORTED, "There were concurrent policy changes")
-        stored = policy_pb2.Policy()
-        stored.CopyFrom(request.policy)
-        stored.etag = f"etag-{next(self._etags)}".encode()
-        self.policies[request.resource] = stored
-        return stored
-
     def grant(self, resource: str, role: str, member: str) -> None:
-        """Someone else grants a role (a change the code must keep)."""
-        policy = self._policy(resource)
-        binding = next((b for b in policy.bindings if b.role == role), None)
-        binding = binding or policy.bindings.add(role=role)
-        binding.members.append(member)
-        policy.etag = f"etag-{next(self._etags)}".encode()
+        """Someone else grants a role on a lake or zone (a change the code must keep)."""
+        self.iam.grant(resource, role, member)
 
     # Entries of BigQuery tables.
     def add_table(self, entry_name: str, columns, hidden_for: int = 0) -> None:

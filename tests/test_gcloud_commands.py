@@ -29,7 +29,7 @@ def catalog_commands(build_dir) -> list[str]:
         lines.append(shell.line(templates.run_command(name, *WHERE, example)))
     target = deployment.Target("my-project", "europe-west1", bucket="my-bucket")
     for command in (
-        *deployment.topic_commands(target),
+        *deployment.accounts_commands(target),
         *deployment.push_commands(target, deployment.stage_function(build_dir)),
         *deployment.pull_commands(target, deployment.stage_archive(build_dir)),
     ):

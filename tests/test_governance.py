@@ -11,7 +11,7 @@ from google.api_core import exceptions
 
 from clickstream.cli import main
 from clickstream.core import contract
-from clickstream.gcp import plan
+from clickstream.gcp import iam, plan
 from clickstream.governance import aspects, dataplex, docs, mesh
 
 MEMBERS = {
@@ -223,8 +223,8 @@ def test_iam_roles_are_merged_keeping_foreign_bindings_through_a_concurrent_chan
 
 def test_a_policy_changed_on_every_attempt_is_given_up_with_the_error(fake):
     applied(fake, mesh.Mesh("my-project", "europe-west1", dataset_location="us"))
-    policies = dataplex.Policies(fake.clients()[0])
-    resource = plan.Resource("iam-policy", CURATED, {"bindings": {"roles/x": ["user:a@b.c"]}})
+    policies = iam.Policies(fake.clients()[0])
+    resource = plan.Resource(iam.KIND, CURATED, {"bindings": {"roles/x": ["user:a@b.c"]}})
 
     def interfere():
         fake.grant(CURATED, "roles/owner", "user:admin@example.com")
@@ -233,7 +233,7 @@ def test_a_policy_changed_on_every_attempt_is_given_up_with_the_error(fake):
     fake.before_set_policy[CURATED] = interfere
     with pytest.raises(exceptions.Aborted):
         policies.create(resource)
-    assert fake.server.calls.count("IAMPolicy/SetIamPolicy") == dataplex.POLICY_ATTEMPTS
+    assert fake.server.calls.count("IAMPolicy/SetIamPolicy") == iam.POLICY_ATTEMPTS
 
 
 def test_aspects_wait_for_a_table_dataplex_lists_late_and_say_when_it_never_comes():

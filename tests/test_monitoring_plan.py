@@ -67,11 +67,11 @@ def test_plan_of_a_fresh_project_is_the_documented_one(capsys, google):
 def test_apply_then_plan_is_all_unchanged_and_writes_nothing_more(capsys, google):
     applied = monitoring(capsys, "apply", google)
     assert applied.splitlines()[-6:] == [
-        "created log_metric clickstream_dos_page_views",
-        "created log_metric clickstream_dos_windows_over_threshold",
-        "created notification_channel dos-email",
-        "created alert_policy dos-policy",
-        "created dashboard dos-dashboard",
+        "done: + create log_metric clickstream_dos_page_views",
+        "done: + create log_metric clickstream_dos_windows_over_threshold",
+        "done: + create notification_channel dos-email",
+        "done: + create alert_policy dos-policy",
+        "done: + create dashboard dos-dashboard",
         "Applied 5 changes.",
     ]
     (policy,) = google.policies.values()
@@ -140,7 +140,7 @@ def test_a_changed_metric_descriptor_is_a_replace(capsys, google):
     ]
     assert planned[at + 7] == "  + create    notification_channel dos-email"
     applied = monitoring(capsys, "apply", google)
-    assert "replaced log_metric clickstream_dos_windows_over_threshold" in applied
+    assert "done: -/+ replace log_metric clickstream_dos_windows_over_threshold" in applied
     methods = [method for method, _ in google.mutating_calls()]
     assert methods[1:4] == [
         "DeleteLogMetric",

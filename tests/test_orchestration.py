@@ -349,7 +349,6 @@ def target(**changes):
 def test_the_commands_put_the_project_before_what_goes_to_airflow(tmp_path):
     t = target()
     commands = [
-        *deployment.topic_commands(t),
         *deployment.dags_commands(t, tmp_path),
         *deployment.trigger_commands(t, tmp_path),
     ]

@@ -100,16 +100,29 @@ def _command(lines: list[str], *start: str) -> list[str]:
     return found[0]
 
 
-def test_deploy_topics(capsys):
-    lines = _dry_run(capsys, "topics", "--project", PROJECT, "--region", REGION)
-    assert _command(lines, "gcloud", "pubsub", "topics", "create", "visits")
-    assert _command(lines, "gcloud", "pubsub", "topics", "create", "visits-dead-letter")
-    keep = _command(lines, "gcloud", "pubsub", "subscriptions", "create", "visits-dead-letter")
-    assert "--topic=visits-dead-letter" in keep
-    grant = _command(lines, "gcloud", "pubsub", "topics", "add-iam-policy-binding")
-    assert "--role=roles/pubsub.publisher" in grant
-    agent = r"--member=serviceAccount:service-\$\(gcloud projects describe .*\)@gcp-sa-pubsub\..*"
-    assert any(re.fullmatch(agent, word) for word in grant)
+def test_deploy_accounts(capsys):
+    lines = _dry_run(capsys, "accounts", "--project", PROJECT, "--region", REGION)
+    for account in ("clickstream-push", "clickstream-push-invoker", "clickstream-pull"):
+        assert _command(lines, "gcloud", "iam", "service-accounts", "create", account)
+    # Least privilege: each writer may edit the six tables, not the dataset.
+    grants = [shlex.split(line) for line in lines if line.startswith("bq add-iam-policy-binding")]
+    for writer in ("clickstream-push", "clickstream-pull"):
+        member = f"--member=serviceAccount:{writer}@{PROJECT}.iam.gserviceaccount.com"
+        tables = {grant[-1] for grant in grants if member in grant}
+        assert tables == {f"{PROJECT}:clickstream.{table}" for table in contract.TABLES}
+    assert all("-t" in grant and "--role=roles/bigquery.dataEditor" in grant for grant in grants)
+    assert not any(line.startswith("gcloud pubsub") for line in lines)  # the Pub/Sub plan's
+
+
+def test_a_second_deployment_keeps_what_exists_and_stops_at_a_real_failure(tmp_path, capsys):
+    exists = ["bash", "-c", "echo 'ERROR: (gcloud) Resource already exists' >&2; exit 1"]
+    deployment.execute([["true"], [*exists, "create"]], dry_run=False)
+    assert "exists already: kept as it is" in capsys.readouterr().out
+    with pytest.raises(deployment.DeployError, match="exit 3"):
+        deployment.execute(
+            [["bash", "-c", "exit 3", "create"], ["touch", str(tmp_path / "x")]], False
+        )
+    assert not (tmp_path / "x").exists()  # stopped at the failure
 
 
 def test_deploy_push(capsys, tmp_path):
@@ -136,24 +149,11 @@ def test_deploy_push(capsys, tmp_path):
     assert f"PUSH_SERVICE_ACCOUNT={invoker}" in environment
     invoke = _command(lines, "gcloud", "functions", "add-invoker-policy-binding")
     assert f"--member=serviceAccount:{invoker}" in invoke
-    subscription = _command(lines, "gcloud", "pubsub", "subscriptions", "create", "visits-push")
-    for flag in (
-        "--topic=visits",
-        f"--push-endpoint={url}",
-        f"--push-auth-service-account={invoker}",
-        f"--push-auth-token-audience={url}",
-        "--ack-deadline=60",
-        "--dead-letter-topic=visits-dead-letter",
-        "--max-delivery-attempts=10",
-        "--min-retry-delay=10s",
-        "--max-retry-delay=600s",
-    ):
-        assert flag in subscription
-    # Least privilege: the runtime may edit the six tables, not the dataset.
-    grants = [shlex.split(line) for line in lines if line.startswith("bq add-iam-policy-binding")]
-    tables = {grant[-1] for grant in grants if f"--member=serviceAccount:{runtime}" in grant}
-    assert tables == {f"{PROJECT}:clickstream.{table}" for table in contract.TABLES}
-    assert all("-t" in grant and "--role=roles/bigquery.dataEditor" in grant for grant in grants)
+    token = _command(lines, "gcloud", "iam", "service-accounts", "add-iam-policy-binding")
+    assert "--role=roles/iam.serviceAccountTokenCreator" in token
+    agent = r"--member=serviceAccount:service-\$\(gcloud projects describe .*\)@gcp-sa-pubsub\..*"
+    assert any(re.fullmatch(agent, word) for word in token)
+    assert not any("pubsub subscriptions" in line for line in lines)  # the Pub/Sub plan's
 
 
 def test_deploy_pull(capsys, tmp_path):
@@ -192,8 +192,6 @@ def test_deploy_pull(capsys, tmp_path):
         assert flag in scaler
     firewall = _command(lines, "gcloud", "compute", "firewall-rules", "create")
     assert {"--rules=tcp:8080", "--source-ranges=35.191.0.0/16,130.211.0.0/22"} <= set(firewall)
-    subscription = _command(lines, "gcloud", "pubsub", "subscriptions", "create", "visits-pull")
-    assert {"--ack-deadline=10", "--dead-letter-topic=visits-dead-letter"} <= set(subscription)
     assert _command(lines, "gcloud", "storage", "cp")[3:5] == [
         str(tmp_path / "clickstream-subscribers.tar.gz"),
         source,

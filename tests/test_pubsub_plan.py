@@ -1,0 +1,186 @@
+"""The catalog's Pub/Sub planned and applied (``clickstream pubsub``): the real Pub/Sub client
+against the emulator for topics and subscriptions, and against a fake IAM policy service on
+loopback (the emulator serves no IAM) for the grants Google Cloud gets."""
+
+import pytest
+from fake_grpc import FakeServer
+from fake_iam import FakePolicies
+from google.api_core import exceptions
+from google.cloud import pubsub_v1
+
+from clickstream.cli import main as cli
+from clickstream.core import names
+from clickstream.deploy import pubsub as deployment
+from clickstream.deploy import subscribers
+from clickstream.gcp import iam, pubsub
+
+REGION, NUMBER = "europe-west1", "123456789"
+AGENT = f"serviceAccount:service-{NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com"
+
+
+def exists(name: str) -> bool:
+    """Whether the emulator has the topic or subscription (Pub/Sub answers NOT_FOUND for the
+    IAM policy of a missing one)."""
+    try:
+        if "/topics/" in name:
+            pubsub_v1.PublisherClient().get_topic(topic=name)
+        else:
+            with pubsub_v1.SubscriberClient() as subscriber:
+                subscriber.get_subscription(subscription=name)
+    except exceptions.NotFound:
+        return False
+    return True
+
+
+class FakePubSubIam(FakePolicies):
+    """Pub/Sub's IAM policy calls, served on loopback (the emulator serves none)."""
+
+    def __init__(self):
+        super().__init__(exists)
+        self.server = FakeServer(self.methods())
+
+
+@pytest.fixture
+def iam_service(stack):
+    fake = FakePubSubIam()
+    yield fake
+    fake.server.stop()
+
+
+def pubsub_command(capsys, *args: str) -> str:
+    cli.main(["pubsub", *args])
+    return capsys.readouterr().out
+
+
+def on_cloud(project: str, fake: FakePubSubIam) -> tuple[str, ...]:
+    return (
+        *("--project", project, "--region", REGION, "--project-number", NUMBER),
+        *("--iam-endpoint", fake.server.address),
+    )
+
+
+def refused(capsys, *args: str) -> str:
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["pubsub", *args])
+    return str(stopped.value.code)
+
+
+def test_google_cloud_plan_apply_twice_and_drift(capsys, stack, iam_service):
+    project = "pubsub-plan-cloud"
+    where = on_cloud(project, iam_service)
+    target = subscribers.Target(project, REGION)
+    declared = deployment.cloud_resources(target, NUMBER)
+    first = pubsub_command(capsys, "plan", *where)
+    assert first.splitlines()[-1] == "Plan: 14 to create, 0 to update, 0 to replace, 0 unchanged."
+    assert [line.split()[-1] for line in first.splitlines() if line.startswith("  + create")] == [
+        r.name for r in declared
+    ]
+    applied = pubsub_command(capsys, "apply", *where)
+    assert applied.splitlines()[-1] == "Applied 14 changes."
+    again = pubsub_command(capsys, "apply", *where)
+    assert again.splitlines()[-2:] == [
+        "Plan: 0 to create, 0 to update, 0 to replace, 14 unchanged.",
+        "Nothing to apply.",
+    ]
+
+    # What Google Cloud holds: the push subscription's token, retries, dead letters, IAM.
+    path = names.subscription_path(project, names.PUSH_SUBSCRIPTION)
+    with pubsub_v1.SubscriberClient() as subscriber:
+        push = subscriber.get_subscription(subscription=path)
+    assert push.push_config.push_endpoint == target.function_url
+    assert push.push_config.oidc_token.service_account_email == target.account(
+        subscribers.INVOKER_ACCOUNT
+    )
+    assert push.push_config.oidc_token.audience == target.function_url
+    assert push.retry_policy.maximum_backoff.total_seconds() == pubsub.MAX_RETRY_DELAY_SECONDS
+    assert push.dead_letter_policy.dead_letter_topic.endswith("/topics/visits-dead-letter")
+    pull = names.subscription_path(project, names.PULL_SUBSCRIPTION)
+    reader = f"serviceAccount:{target.account(subscribers.PULL_ACCOUNT)}"
+    assert iam_service.members(pull, "roles/pubsub.subscriber") == {AGENT, reader}
+    dead = names.topic_path(project, "visits-dead-letter")
+    assert iam_service.members(dead, "roles/pubsub.publisher") == {AGENT}
+
+    # Someone else's grant is kept; a changed setting is one update of that field.
+    other = "user:analyst@example.com"
+    iam_service.grant(pull, "roles/pubsub.viewer", other)
+    with pubsub_v1.SubscriberClient() as subscriber:
+        subscriber.update_subscription(
+            request={
+                "subscription": {"name": pull, "ack_deadline_seconds": 42},
+                "update_mask": {"paths": ["ack_deadline_seconds"]},
+            }
+        )
+    drift = pubsub_command(capsys, "plan", *where)
+    assert f"  ~ update    {pubsub.SUBSCRIPTION} {pull}\n      ack_deadline_seconds: 10" in drift
+    assert drift.splitlines()[-1] == "Plan: 0 to create, 1 to update, 0 to replace, 13 unchanged."
+    assert pubsub_command(capsys, "apply", *where).splitlines()[-1] == "Applied 1 changes."
+    assert iam_service.members(pull, "roles/pubsub.viewer") == {other}
+    assert iam_service.members(pull, "roles/pubsub.subscriber") == {AGENT, reader}
+
+
+def test_a_subscription_on_another_topic_is_replaced_only_when_allowed(capsys, stack, iam_service):
+    project = "pubsub-plan-replace"
+    where = on_cloud(project, iam_service)
+    pubsub_command(capsys, "apply", *where)
+    pull = names.subscription_path(project, names.PULL_SUBSCRIPTION)
+    with pubsub_v1.SubscriberClient() as subscriber:
+        subscriber.delete_subscription(subscription=pull)
+        stray = names.topic_path(project, "elsewhere")
+        pubsub_v1.PublisherClient().create_topic(name=stray)
+        subscriber.create_subscription(name=pull, topic=stray)
+    planned = pubsub_command(capsys, "plan", *where)
+    assert f"-/+ replace   {pubsub.SUBSCRIPTION} {pull}" in planned
+    assert "topic: " in planned and "(cannot change in place)" in planned
+    message = refused(capsys, "apply", *where)
+    assert message.startswith(f"error: {pubsub.SUBSCRIPTION} {pull} would be deleted")
+    with pubsub_v1.SubscriberClient() as subscriber:
+        assert subscriber.get_subscription(subscription=pull).topic == stray  # untouched
+    applied = pubsub_command(capsys, "apply", *where, "--allow-replace")
+    assert f"done: -/+ replace {pubsub.SUBSCRIPTION} {pull}" in applied
+    with pubsub_v1.SubscriberClient() as subscriber:
+        assert subscriber.get_subscription(subscription=pull).topic.endswith("/topics/visits")
+    assert "14 unchanged." in pubsub_command(capsys, "plan", *where)
+
+
+def test_the_local_stack_converges_to_the_same_declarations(capsys, stack):
+    applied = pubsub_command(capsys, "apply")
+    assert applied.startswith("Pub/Sub of the local stack:")
+    again = pubsub_command(capsys, "plan")
+    labels = [r.label for r in deployment.local_resources(stack.project)]
+    assert (
+        again.splitlines()[-1]
+        == f"Plan: 0 to create, 0 to update, 0 to replace, {len(labels)} unchanged."
+    )
+    assert all(kind != iam.KIND for kind in (r.kind for r in deployment.local_resources("p")))
+    # The subscribers' commands converge what they need the same way: serving pushes sets
+    # the endpoint, stopping clears it again, and the plan is back to unchanged.
+    _, created = pubsub.ensure_subscription(
+        stack.project, names.PUSH_SUBSCRIPTION, consumer="push", push_endpoint="http://127.0.0.1:9/"
+    )
+    assert not created
+    assert "1 to update" in pubsub_command(capsys, "plan")
+    pubsub.stop_pushing(stack.project, names.PUSH_SUBSCRIPTION)
+    assert "0 to update" in pubsub_command(capsys, "plan")
+
+
+def test_ensure_keeps_a_subscription_on_its_own_topic(stack, caplog):
+    path, created = pubsub.ensure_subscription(stack.project, "ensure-kept", "ensure-a")
+    assert created and pubsub.ensure_subscription(stack.project, path, "ensure-a") == (path, False)
+    assert pubsub.ensure_subscription(stack.project, "ensure-kept", "ensure-b") == (path, False)
+    assert "exists on projects/" in caplog.text and "/topics/ensure-a, not " in caplog.text
+    with pubsub_v1.SubscriberClient() as subscriber:
+        assert subscriber.get_subscription(subscription=path).topic.endswith("/ensure-a")
+
+
+def test_google_cloud_without_credentials_or_region_says_what_is_missing(
+    capsys, monkeypatch, tmp_path
+):
+    monkeypatch.delenv("PUBSUB_EMULATOR_HOST", raising=False)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "absent.json"))
+    message = refused(capsys, "plan", "--project", "p", "--region", REGION)
+    assert message.startswith("error: no Google Cloud credentials")
+    message = refused(
+        capsys, "apply", "--project", "p", "--region", REGION, "--project-number", "1"
+    )
+    assert message.startswith("error: no Google Cloud credentials")
+    assert refused(capsys, "plan", "--project", "p").startswith("error: --region is required")
