@@ -18,7 +18,7 @@ push`` while it serves, so the declaration leaves it empty.
 
 from clickstream.core import names
 from clickstream.deploy import subscribers
-from clickstream.gcp import pubsub
+from clickstream.gcp import plan, pubsub
 
 AGENT_ROLES = {"topic": "roles/pubsub.publisher", "subscription": "roles/pubsub.subscriber"}
 
@@ -54,12 +54,12 @@ def grants(target: subscribers.Target, project_number: str) -> dict[str, dict[st
     return found
 
 
-def local_resources(project: str, topic: str = names.TOPIC) -> list:
+def local_resources(project: str, topic: str = names.TOPIC) -> list[plan.Resource]:
     """The declarations on the local stack."""
     return pubsub.resources(project, subscriptions(topic))
 
 
-def cloud_resources(target: subscribers.Target, project_number: str) -> list:
+def cloud_resources(target: subscribers.Target, project_number: str) -> list[plan.Resource]:
     """The declarations on Google Cloud, IAM included."""
     return pubsub.resources(
         target.project,

@@ -31,8 +31,7 @@ def client(project: str | None = None) -> bigquery.Client:
 
 def table_id(table: str, project: str) -> str:
     """``[project.|project:]dataset.table`` as ``project.dataset.table``."""
-    ref = table_ref(table, project)
-    return f"{ref.project}.{ref.dataset_id}.{ref.table_id}"
+    return str(table_ref(table, project))
 
 
 def table_ref(table: str, project: str) -> bigquery.TableReference:
@@ -77,7 +76,7 @@ def ensure_tables(project: str, dataset: str, location: str | None = None) -> li
     for name in (*contract.TABLES, *contract.AGGREGATES):
         ref = bigquery.TableReference(bigquery.DatasetReference(bq.project, dataset), name)
         create_table(bq, ref, name)
-        ids.append(f"{ref.project}.{ref.dataset_id}.{ref.table_id}")
+        ids.append(str(ref))
     return ids
 
 

@@ -188,8 +188,10 @@ def migration_tables(project: str, dataset: str, dead_letter_table: str | None =
     """The tables the batch migration writes, as project.dataset.table (``dead_letter_table``:
     its template parameter, ``[project.]dataset.table``, when not the dataset's own)."""
     tables = [f"{project}.{dataset}.{name}" for name in contract.TABLES if name != "dead_letter"]
-    dead = bigquery_tables.table_ref(dead_letter_table or f"{dataset}.dead_letter", project)
-    return [*tables, f"{dead.project}.{dead.dataset_id}.{dead.table_id}"]
+    return [
+        *tables,
+        bigquery_tables.table_id(dead_letter_table or f"{dataset}.dead_letter", project),
+    ]
 
 
 def record_migration(

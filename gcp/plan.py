@@ -100,6 +100,11 @@ class Change:
     because: str = ""  # replace: the label of the replaced resource it needs, if that is why
 
 
+def fields_of(message) -> dict:
+    """A proto-plus message in the JSON form declarations use (enums by name)."""
+    return type(message).to_dict(message, use_integers_for_enums=False)
+
+
 def differences(declared: Any, current: Any, path: str = "") -> list[str]:
     """Dotted paths where ``current`` differs from ``declared``. Only the keys ``declared``
     has are compared; lists are compared whole (their order matters), but for lists of objects

@@ -24,10 +24,11 @@ A subscription's topic cannot change in place: the plan replaces it (its backlog
 ``clickstream pubsub apply`` does only when told to; ``ensure_subscription`` never does.
 """
 
+import contextlib
 import dataclasses
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 from google.api_core import exceptions
 from google.cloud import pubsub_v1
@@ -166,10 +167,6 @@ def resources(
     return list(declared.values())
 
 
-def _dict(message) -> dict:
-    return type(message).to_dict(message, use_integers_for_enums=False)
-
-
 class Topics:
     """Topics, by path: they declare no field, so they are only created or deleted."""
 
@@ -178,12 +175,12 @@ class Topics:
 
     def read(self, resource: plan.Resource) -> dict | None:
         try:
-            return _dict(self.publisher.get_topic(topic=resource.name))
+            return plan.fields_of(self.publisher.get_topic(topic=resource.name))
         except exceptions.NotFound:
             return None
 
     def create(self, resource: plan.Resource) -> dict:
-        return _dict(self.publisher.create_topic(request={"name": resource.name}))
+        return plan.fields_of(self.publisher.create_topic(request={"name": resource.name}))
 
     def update(self, resource: plan.Resource, current: dict, fields: tuple[str, ...]) -> None:
         raise plan.PlanError(f"{resource.label}: topics declare no field to update")
@@ -204,12 +201,12 @@ class Subscriptions:
 
     def read(self, resource: plan.Resource) -> dict | None:
         try:
-            return _dict(self.subscriber.get_subscription(subscription=resource.name))
+            return plan.fields_of(self.subscriber.get_subscription(subscription=resource.name))
         except exceptions.NotFound:
             return None
 
     def create(self, resource: plan.Resource) -> dict:
-        return _dict(self.subscriber.create_subscription(request=self._message(resource)))
+        return plan.fields_of(self.subscriber.create_subscription(request=self._message(resource)))
 
     def update(self, resource: plan.Resource, current: dict, fields: tuple[str, ...]) -> None:
         mask = {"paths": plan.top_level(fields)}
@@ -244,22 +241,32 @@ def _refuse_replacement(changes: list[plan.Change]) -> None:
             )
 
 
-def converge(declared: list[plan.Resource]) -> list[plan.Change]:
-    """Plan and apply ``declared`` (the local stack's, without IAM) with the default clients,
-    refusing a replacement (it would drop a subscription's messages); a resource created by
-    someone else between plan and apply is planned again, once. Returns the plan applied."""
-    publisher = pubsub_v1.PublisherClient()
+@contextlib.contextmanager
+def _local_api() -> Iterator[dict[str, plan.Adapter]]:
+    """The adapters on the default clients (the emulator when ``PUBSUB_EMULATOR_HOST`` is set)."""
     with pubsub_v1.SubscriberClient() as subscriber:
-        api = adapters(publisher, subscriber)
-        changes = plan.plan(declared, api)
-        _refuse_replacement(changes)
-        try:
-            plan.apply(changes, api)
-        except exceptions.AlreadyExists:  # a concurrent command created it: converge again
-            changes = plan.plan(declared, api)
-            _refuse_replacement(changes)
-            plan.apply(changes, api)
-        return changes
+        yield adapters(pubsub_v1.PublisherClient(), subscriber)
+
+
+def _plan_and_apply(declared: list[plan.Resource], api) -> list[plan.Change]:
+    changes = plan.plan(declared, api)
+    _refuse_replacement(changes)
+    plan.apply(changes, api)
+    return changes
+
+
+def converge(declared: list[plan.Resource], api=None) -> list[plan.Change]:
+    """Plan and apply ``declared`` (the local stack's, without IAM) through ``api`` (default:
+    ``_local_api``), refusing a replacement (it would drop a subscription's messages); a
+    resource created by someone else between plan and apply is planned again, once. Returns
+    the plan applied."""
+    if api is None:
+        with _local_api() as api:
+            return converge(declared, api)
+    try:
+        return _plan_and_apply(declared, api)
+    except exceptions.AlreadyExists:  # a concurrent command created it: converge again
+        return _plan_and_apply(declared, api)
 
 
 def ensure_topic(project: str, topic: str = names.TOPIC) -> bool:
@@ -281,14 +288,14 @@ def ensure_subscription(
     its own topic (said in a warning when that is another). Returns (the subscription's path,
     whether it was created)."""
     path = names.subscription_path(project, subscription)
-    with pubsub_v1.SubscriberClient() as subscriber:
-        existing = Subscriptions(subscriber).read(plan.Resource(SUBSCRIPTION, path, {}))
-    wanted = names.topic_path(project, topic)
-    if existing and existing["topic"] != wanted:
-        log.warning("%s exists on %s, not %s: used as it is", path, existing["topic"], wanted)
-        topic = existing["topic"]
-    declared = Subscription(subscription, topic, consumer, push_endpoint)
-    changes = converge(resources(project, [declared]))
+    with _local_api() as api:
+        existing = api[SUBSCRIPTION].read(plan.Resource(SUBSCRIPTION, path, {}))
+        wanted = names.topic_path(project, topic)
+        if existing and existing["topic"] != wanted:
+            log.warning("%s exists on %s, not %s: used as it is", path, existing["topic"], wanted)
+            topic = existing["topic"]
+        declared = Subscription(subscription, topic, consumer, push_endpoint)
+        changes = converge(resources(project, [declared]), api)
     mine = next(c for c in changes if c.resource.name == path)
     return path, mine.action == plan.CREATE
 

@@ -78,27 +78,30 @@ def _partition_column(table: str) -> str | None:
     return contract.table(table).get("timePartitioning", {}).get("field")
 
 
-def _order(table: str) -> str:
+def _first_copies(table: str, source: str, keys: Iterable[str] | None = None) -> str:
+    """SQL for one row per key (by default the table's primary key) of ``source`` (a table or
+    a filtered query's ``FROM`` part), the highest version first, with the table's columns."""
+    columns = ", ".join(f"`{c}`" for c in contract.column_names(table))
+    over = ", ".join(f"`{c}`" for c in (keys or contract.primary_key(table)))
     version = contract.version_column(table)
-    return f" ORDER BY `{version}` DESC" if version else ""
+    order = f" ORDER BY `{version}` DESC" if version else ""
+    return (
+        f"SELECT {columns} FROM (\n"
+        f"  SELECT *, ROW_NUMBER() OVER (PARTITION BY {over}{order}) AS _copy\n"
+        f"  FROM {source})\n"
+        f"WHERE _copy = 1"
+    )
 
 
 def unique_view(table: str) -> contract.View:
     """The view of ``table`` that keeps one row per key (the highest version): what analysts
     and the analyst views read. The partitioning column is a key's content, so it is in the
     window's partition too, which lets a filter on it prune the table's partitions."""
-    columns = ", ".join(f"`{c}`" for c in contract.column_names(table))
     keys = [*contract.primary_key(table)]
     partition = _partition_column(table)
     if partition and partition not in keys:
         keys.append(partition)
-    over = ", ".join(f"`{c}`" for c in keys)
-    sql = (
-        f"SELECT {columns} FROM (\n"
-        f"  SELECT *, ROW_NUMBER() OVER (PARTITION BY {over}{_order(table)}) AS _copy\n"
-        f"  FROM `{{project}}.{{dataset}}.{table}`)\n"
-        f"WHERE _copy = 1"
-    )
+    sql = _first_copies(table, f"`{{project}}.{{dataset}}.{table}`", keys)
     description = (
         f"{contract.table(table)['description']} One row per key: the table may hold a "
         "streamed row twice until it is compacted; this view never does."
@@ -109,12 +112,12 @@ def unique_view(table: str) -> contract.View:
 # --- append ----------------------------------------------------------------------------------
 
 
-def _insert_id(table: str, row: dict) -> str:
+def _insert_id(table: str, key: str, row: dict) -> str:
     """``<table>:<key>``, and ``/v<version>`` for a table with a version column: a later version
     of a row (a late pane's count) must not be taken for a repeat by BigQuery's dedup."""
     version = contract.version_column(table)
     suffix = f"/v{row[version]}" if version else ""
-    return f"{table}:{row_key(table, row)}{suffix}"
+    return f"{table}:{key}{suffix}"
 
 
 def _requests(table: str, rows: Iterable[dict]) -> Iterable[list[tuple[str, dict]]]:
@@ -133,7 +136,7 @@ def _requests(table: str, rows: Iterable[dict]) -> Iterable[list[tuple[str, dict
         if group and (len(group) == REQUEST_ROWS or size + row_size > REQUEST_BYTES):
             yield group
             group, size = [], 0
-        group.append((_insert_id(table, row), row))
+        group.append((_insert_id(table, key, row), row))
         size += row_size
     if group:
         yield group
@@ -234,16 +237,15 @@ class Staged:
 
     def __add__(self, other: "Staged") -> "Staged":
         dates = [d for d in (self.earliest, other.earliest, self.latest, other.latest) if d]
-        return Staged(
-            self.rows + other.rows,
-            min(dates, key=_moment) if dates else None,
-            max(dates, key=_moment) if dates else None,
-            self.undated or other.undated,
-        )
+        return Staged(self.rows + other.rows, *_span(dates), self.undated or other.undated)
 
 
-def _moment(text: str) -> datetime.datetime:
-    return datetime.datetime.fromisoformat(text)
+def _span(dates: list[str]) -> tuple[str | None, str | None]:
+    """The earliest and the latest of ISO timestamps (None, None when there are none)."""
+    if not dates:
+        return None, None
+    moment = datetime.datetime.fromisoformat
+    return min(dates, key=moment), max(dates, key=moment)
 
 
 def staging_ref(target: bigquery.TableReference, run_id: str) -> bigquery.TableReference:
@@ -280,12 +282,7 @@ def load(
     bq.load_table_from_file(data, staging, job_config=config).result()
     column = _partition_column(table)
     dates = [row[column] for row in rows if column and row.get(column)]
-    return Staged(
-        len(rows),
-        min(dates, key=_moment) if dates else None,
-        max(dates, key=_moment) if dates else None,
-        bool(column) and len(dates) < len(rows),
-    )
+    return Staged(len(rows), *_span(dates), bool(column) and len(dates) < len(rows))
 
 
 def merge_statement(target: str, staging: str, table: str, staged: Staged) -> str:
@@ -309,7 +306,6 @@ def merge_statement(target: str, staging: str, table: str, staged: Staged) -> st
             ranges.append(f"T.`{column}` IS NULL")
         on += f" AND ({' OR '.join(ranges)})"
     values = ", ".join(f"S.`{c}`" for c in columns)
-    partition = ", ".join(f"`{c}`" for c in key)
     version = contract.version_column(table)
     update = ""
     if version:
@@ -317,9 +313,7 @@ def merge_statement(target: str, staging: str, table: str, staged: Staged) -> st
         update = f"WHEN MATCHED AND S.`{version}` > T.`{version}` THEN UPDATE SET {assignments}\n"
     return (
         f"MERGE `{target}` T\n"
-        f"USING (SELECT {listed} FROM (\n"
-        f"  SELECT {listed}, ROW_NUMBER() OVER (PARTITION BY {partition}{_order(table)}) AS _n\n"
-        f"  FROM `{staging}`) WHERE _n = 1) S\n"
+        f"USING ({_first_copies(table, f'`{staging}`')}) S\n"
         f"ON {on}\n"
         f"{update}"
         f"WHEN NOT MATCHED THEN INSERT ({listed}) VALUES ({values})"
@@ -339,15 +333,11 @@ def merge(
     if not staged.rows:
         bq.delete_table(staging, not_found_ok=True)
         return 0
-    sql = merge_statement(_id(target), _id(staging), table, staged)
+    sql = merge_statement(str(target), str(staging), table, staged)
     job = bq.query(sql)
     job.result()
     bq.delete_table(staging, not_found_ok=True)
     return job.num_dml_affected_rows or 0
-
-
-def _id(ref: bigquery.TableReference) -> str:
-    return f"{ref.project}.{ref.dataset_id}.{ref.table_id}"
 
 
 # --- compaction ------------------------------------------------------------------------------
@@ -383,12 +373,9 @@ def compaction_statement(table_id: str, table: str, day: str | None) -> str:
     source = _day(column, day) if column else "TRUE"
     target = _day(column, day, "T.") if column else "TRUE"
     columns = ", ".join(f"`{c}`" for c in contract.column_names(table))
-    keys = ", ".join(f"`{c}`" for c in contract.primary_key(table))
     return (
         f"MERGE `{table_id}` T\n"
-        f"USING (SELECT {columns} FROM (\n"
-        f"  SELECT *, ROW_NUMBER() OVER (PARTITION BY {keys}{_order(table)}) AS _copy\n"
-        f"  FROM `{table_id}` WHERE {source}) WHERE _copy = 1) S\n"
+        f"USING ({_first_copies(table, f'`{table_id}` WHERE {source}')}) S\n"
         "ON FALSE\n"
         f"WHEN NOT MATCHED BY SOURCE AND {target} THEN DELETE\n"
         f"WHEN NOT MATCHED THEN INSERT ({columns}) VALUES ({columns})"

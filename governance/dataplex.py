@@ -55,7 +55,7 @@ class Resources:
             found = self._call("get", {"name": resource.name})
         except exceptions.NotFound:
             return None
-        current = type(found).to_dict(found, use_integers_for_enums=False)
+        current = plan.fields_of(found)
         spec = current.get("resource_spec", {})
         declared = resource.fields.get("resource_spec", {}).get("name", "")
         if spec.get("name") and _tail(spec["name"]) == _tail(declared):

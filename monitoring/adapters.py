@@ -80,10 +80,6 @@ def _message(cls: type[proto.Message], fields: dict) -> proto.Message:
     return cls.from_json(json.dumps(fields))
 
 
-def _fields(message: proto.Message) -> dict:
-    return type(message).to_dict(message, use_integers_for_enums=False)
-
-
 class LogMetrics:
     """Log-based metrics, by name."""
 
@@ -95,14 +91,14 @@ class LogMetrics:
 
     def read(self, resource: plan.Resource) -> dict | None:
         try:
-            return _fields(self.client.get_log_metric(metric_name=self._path(resource)))
+            return plan.fields_of(self.client.get_log_metric(metric_name=self._path(resource)))
         except exceptions.NotFound:
             return None
 
     def create(self, resource: plan.Resource) -> dict:
         metric = _message(LogMetric, resource.fields)
         parent = f"projects/{self.project}"
-        return _fields(self.client.create_log_metric(parent=parent, metric=metric))
+        return plan.fields_of(self.client.create_log_metric(parent=parent, metric=metric))
 
     def update(self, resource: plan.Resource, current: dict, fields: tuple[str, ...]) -> None:
         # UpdateLogMetric takes the whole metric; what differs is only in ``fields``.
@@ -154,11 +150,13 @@ class Labelled:
                 f"{names.RESOURCE_LABEL}={resource.name} ({', '.join(i.name for i in found)}): "
                 "delete all but one"
             )
-        return _fields(found[0]) if found else None
+        return plan.fields_of(found[0]) if found else None
 
     def create(self, resource: plan.Resource) -> dict:
         body = _message(self.message, resource.fields)
-        return _fields(self._call("create", **{self.parent_key: self.parent, self.noun: body}))
+        return plan.fields_of(
+            self._call("create", **{self.parent_key: self.parent, self.noun: body})
+        )
 
     def update(self, resource: plan.Resource, current: dict, fields: tuple[str, ...]) -> None:
         changed = {**resource.fields, "name": current["name"]}

@@ -62,8 +62,7 @@ class _Destinations:
         }
 
     def table_id(self, name: str) -> str:
-        ref = self.refs[name]
-        return f"{ref.project}.{ref.dataset_id}.{ref.table_id}"
+        return str(self.refs[name])
 
 
 def _elapsed(counter: str, started: float) -> None:
