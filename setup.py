@@ -22,6 +22,7 @@ FOLDERS = (  # top-level folders that are packages, lowest layer first (tests/te
     "dashboard",
     "deploy",
     "local",
+    "fakes",
     "monitoring",
     "governance",
     "orchestration",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from clickstream import pipelines
 from clickstream.cli.local import use_local_stack
-from clickstream.core import shell, templates
+from clickstream.core import names, shell, templates
 
 # clickstream.pipelines.catalog imports Beam (seconds); the handlers import it when they run.
 
@@ -61,12 +61,12 @@ def _run(args: argparse.Namespace) -> None:
 
 def _build(args: argparse.Namespace) -> None:
 
-    names = pipelines.names() if args.all else [args.name]
-    if not names[0]:
+    chosen = pipelines.names() if args.all else [args.name]
+    if not chosen[0]:
         raise SystemExit("error: name a template or pass --all")
     where = (args.project, args.region, args.bucket, args.repository, args.tag)
     _upload_package(args)
-    for name in names:
+    for name in chosen:
         try:
             templates.metadata(name)
         except FileNotFoundError as error:
@@ -213,8 +213,10 @@ def register(commands) -> None:
     build.add_argument("--project", required=True)
     build.add_argument("--region", required=True, help="e.g. europe-west1")
     build.add_argument("--bucket", required=True, help="bucket for template files (no gs://)")
-    build.add_argument("--repository", default="clickstream", help="Artifact Registry repository")
-    build.add_argument("--tag", default="latest", help="image tag")
+    build.add_argument(
+        "--repository", default=names.IMAGE_REPOSITORY, help="Artifact Registry repository"
+    )
+    build.add_argument("--tag", default=names.IMAGE_TAG, help="image tag")
     build.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     build.set_defaults(run=_build)
 

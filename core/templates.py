@@ -86,7 +86,13 @@ def dataflow_options(name: str) -> DataflowOptions:
 
 
 def image(name: str, project: str, region: str, repository: str, tag: str) -> str:
+    """Template ``name``'s image in Artifact Registry: its launcher and its workers' container."""
     return f"{region}-docker.pkg.dev/{project}/{repository}/{IMAGE_NAME.format(name=name)}:{tag}"
+
+
+def image_name(reference: str) -> str:
+    """The image name of a reference, without registry, path, tag or digest."""
+    return reference.rsplit("/", 1)[-1].split("@", 1)[0].split(":", 1)[0]
 
 
 def build_commands(
@@ -169,17 +175,28 @@ def launch_request(
     """The body of Dataflow's ``flexTemplates.launch`` for template ``name`` (what
     ``DataflowStartFlexTemplateOperator`` sends): the parameters are checked against the
     metadata first (ParameterError) and sent as given, Dataflow filling in the defaults;
-    ``environment`` is its FlexTemplateRuntimeEnvironment (``sdkContainerImage``,
-    ``serviceAccountEmail``, ``tempLocation``, ...)."""
+    ``environment`` is its FlexTemplateRuntimeEnvironment (``serviceAccountEmail``,
+    ``tempLocation``, ...) and must name the template's image as ``sdkContainerImage``: without
+    it Dataflow's workers run the stock Beam SDK container, which lacks the catalog
+    (``FlexTemplateRuntimeEnvironment.sdkContainerImage`` in Dataflow's API reference)."""
     variables(name, parameters)
     if not JOB_NAME.fullmatch(job_name):
         raise ParameterError(f"job name {job_name!r} does not match {JOB_NAME.pattern}")
+    environment = dict(environment or {})
+    worker_image = environment.get("sdkContainerImage", "")
+    if image_name(worker_image) != IMAGE_NAME.format(name=name):
+        raise ParameterError(
+            f"environment.sdkContainerImage must be template {name}'s image "
+            f"(.../{IMAGE_NAME.format(name=name)}:TAG), not {worker_image or 'missing'!r}: "
+            "without it Dataflow's workers run the stock Beam SDK container, which lacks the "
+            "catalog's transforms"
+        )
     return {
         "launchParameter": {
             "jobName": job_name,
             "containerSpecGcsPath": template_file,
             "parameters": dict(parameters),
-            "environment": dict(environment or {}),
+            "environment": environment,
         }
     }
 

@@ -6,8 +6,9 @@ import itertools
 from collections.abc import Callable
 
 import grpc
-from fake_grpc import Fault
 from google.iam.v1 import iam_policy_pb2, policy_pb2
+
+from clickstream.fakes.server import Fault
 
 
 class FakePolicies:
@@ -21,7 +22,7 @@ class FakePolicies:
         self._etags = itertools.count(1)
 
     def methods(self) -> dict:
-        """The calls, for ``fake_grpc.FakeServer``."""
+        """The calls, for ``server.FakeServer``."""
         return {
             f"google.iam.v1.IAMPolicy/{verb}IamPolicy": (handler, request, policy_pb2.Policy)
             for verb, handler, request in (
