@@ -122,7 +122,10 @@ def _upload_package(args: argparse.Namespace) -> None:
 
     package = image.build_package(Path("build", "package")).relative_to(Path.cwd())
     command = templates.package_upload_command(package, args.bucket)
-    print("# the catalog's package, for the Dataflow job builder (`clickstream template export`)")
+    print(
+        "# the catalog's package, for the Dataflow job builder: "
+        f"`clickstream template export --package {templates.package_url(args.bucket)}`"
+    )
     print(shell.line(command))
     if not args.dry_run:
         subprocess.run(command, check=True)
@@ -131,9 +134,8 @@ def _upload_package(args: argparse.Namespace) -> None:
 def _export(args: argparse.Namespace) -> None:
     from clickstream.pipelines import catalog
 
-    if not args.package.endswith(".tar.gz"):
-        raise SystemExit(f"error: --package {args.package!r}: the catalog's sdist (.tar.gz)")
     try:
+        templates.check_package(args.package)
         exported = catalog.export(args.name, parameters_of(args.param), args.package)
     except (templates.ParameterError, FileNotFoundError) as error:
         raise SystemExit(f"error: {error}") from None
@@ -247,15 +249,17 @@ def register(commands) -> None:
         description="Renders the spec with the given parameters (checked against the "
         "metadata, defaults filled in), leaves out its tests and inlines the provider listing "
         "with the catalog's package in `packages`, so the Dataflow job builder (Load YAML) can "
-        "run it: its workers install the transforms from that package. `template build` "
-        "uploads the package to gs://BUCKET/templates/.",
+        "run it: Beam installs the transforms from that package with pip, which reads https "
+        "URLs, package requirements and local paths, not gs://. `template build` uploads the "
+        "package to gs://BUCKET/templates/ and prints its https URL.",
     )
     export.add_argument("name", help="template name, e.g. batch_migration")
     export.add_argument(
         "--package",
         required=True,
-        help="the catalog's sdist: gs://BUCKET/templates/clickstream_catalog-VERSION.tar.gz "
-        "(or a local path)",
+        help="the catalog's sdist as pip installs it: its https URL "
+        "(https://storage.googleapis.com/BUCKET/templates/clickstream_catalog-VERSION.tar.gz), "
+        "a requirement from a package repository, or a local path; not gs://",
     )
     export.add_argument("--output", default="-", help="file to write (default: standard output)")
     add_parameter_arguments(export)
