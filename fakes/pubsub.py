@@ -94,7 +94,7 @@ class FakePubSub:
         self._pushing: set[str] = set()
         self._lock = threading.Lock()
         self._upstream = grpc.insecure_channel(emulator)
-        self.iam = iam.FakePolicies(self._exists)
+        self.iam = iam.FakePolicies(self._exists, project)
         handlers = {m.split("/")[-1]: h for m, h in self.iam.methods().items()}
         self._iam = {
             f"/google.iam.v1.IAMPolicy/{method}": grpc.unary_unary_rpc_method_handler(
