@@ -74,6 +74,9 @@ class FakeProject:
     policies: dict[str, policy_pb2.Policy] = dataclasses.field(default_factory=dict)
     service_accounts: dict[str, float] = dataclasses.field(default_factory=dict)
     images: set[str] = dataclasses.field(default_factory=set)
+    repositories: set[str] = dataclasses.field(default_factory=set)  # Artifact Registry's
+    # Cloud Run services (functions of the 2nd generation are ones): name -> where it serves
+    run_services: dict[str, str] = dataclasses.field(default_factory=dict)
     account_delay: float = 0.0
     clock: Callable[[], float] = time.monotonic
 
