@@ -16,6 +16,8 @@ LINEAGE_FILE_ENV = "CLICKSTREAM_LINEAGE_FILE"
 FILE_LANDED_DAG = "clickstream_file_landed"  # the Airflow DAG that migrates one landed file
 FILES_PROCESSED_TOPIC = "files-processed"  # the DAG announces each processed (or failed) file
 FILES_PROCESSED_SUBSCRIPTION = "files-processed-notify"  # `clickstream subscribe files` reads it
+PUSH_FUNCTION = "clickstream-push"  # the push subscriber's Cloud Run function (and service)
+PULL_GROUP = "clickstream-pull"  # the pull subscriber's managed instance group
 
 
 def dead_letter_topic(topic: str) -> str:

@@ -53,13 +53,13 @@ RUNTIME_ROOTS = (
     "google-cloud-pubsub",
     "orjson",
 )
-FUNCTION = "clickstream-push"
+FUNCTION = names.PUSH_FUNCTION
 PUSH_ACCOUNT, INVOKER_ACCOUNT, PULL_ACCOUNT = (
     "clickstream-push",
     "clickstream-push-invoker",
     "clickstream-pull",
 )
-GROUP = "clickstream-pull"  # instance template, group, base instance name and network tag
+GROUP = names.PULL_GROUP  # instance template, group, base instance name and network tag
 HEALTH_CHECK = "clickstream-pull-health"
 HEALTH_PORT = 8080
 HEALTH_CHECKER_RANGES = ("35.191.0.0/16", "130.211.0.0/22")  # Google's health checkers
