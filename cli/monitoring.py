@@ -1,7 +1,10 @@
-"""``clickstream monitoring``: the denial-of-service drill's alerting as code. ``plan`` and
-``apply`` the log-based metrics, email channel, alert policy and dashboard on Google Cloud
-(``clickstream.monitoring.alerting``); ``drill`` runs the whole chain on the local stack; ``docs``
-regenerates the generated parts of docs/dos-drill.md."""
+"""``clickstream monitoring``: the catalog's alerting as code. ``plan`` and ``apply`` the
+denial-of-service drill's log-based metrics, email channel, policy and dashboard
+(``clickstream.monitoring.alerting``) and the production policies of every template and
+subscriber with their dashboard (``clickstream.monitoring.production``) on Google Cloud;
+``drill`` runs the DoS chain on the local stack, ``drill-backlog`` and ``drill-dead-letters``
+two production policies' local twins; ``docs`` regenerates the generated parts of
+docs/dos-drill.md and docs/alerts.md."""
 
 import argparse
 
@@ -33,6 +36,35 @@ def _alerting(args: argparse.Namespace, project: str):
         raise SystemExit(f"error: {error}") from None
 
 
+def _thresholds(settings: list[str]):
+    """The production thresholds, with each ``NAME=VALUE`` of --alert-threshold."""
+    import dataclasses
+
+    from clickstream.monitoring import production
+
+    known = {field.name for field in dataclasses.fields(production.Thresholds)}
+    given = {}
+    for setting in settings:
+        name, _, value = setting.partition("=")
+        if name not in known or not value.isdigit() or int(value) <= 0:
+            raise SystemExit(
+                f"error: --alert-threshold {setting!r} is not NAME=VALUE with a whole number "
+                f"above 0 and NAME one of {', '.join(sorted(known))}"
+            )
+        given[name] = int(value)
+    return production.Thresholds(**given)
+
+
+def declared(args: argparse.Namespace, project: str):
+    """Every alerting resource the arguments declare (DoS and production)."""
+    from clickstream.deploy import pubsub
+    from clickstream.monitoring import production
+
+    dos = _alerting(args, project)
+    thresholds = _thresholds(args.alert_threshold)
+    return production.resources(dos, pubsub.subscriptions(args.topic), thresholds)
+
+
 def _check_credentials() -> None:
     import google.auth
     from google.auth.exceptions import DefaultCredentialsError
@@ -51,7 +83,7 @@ def _plan_or_apply(args: argparse.Namespace) -> None:
 
     if args.project is None:
         raise SystemExit(NO_PROJECT)
-    definition = _alerting(args, args.project)
+    resources = declared(args, args.project)
     if args.endpoint is None:
         _check_credentials()
     clients = adapters.Clients(args.endpoint)
@@ -63,7 +95,7 @@ def _plan_or_apply(args: argparse.Namespace) -> None:
 
     try:
         api = adapters.adapters(clients, args.project, propagation, waiting)
-        changes = plan.plan(definition.resources(), api)
+        changes = plan.plan(resources, api)
         print(plan.render(changes, limit=None))
         if args.action == "apply":
             done = plan.apply(
@@ -108,14 +140,16 @@ def register(commands) -> None:
     """Adds ``monitoring`` to the ``clickstream`` command."""
     monitoring = commands.add_parser(
         "monitoring",
-        help="alerting as code for the denial-of-service drill: plan, apply, drill",
-        description="The denial-of-service detector's alerting (lab Task 3.5): two log-based "
-        "metrics over its entries, an email notification channel, an alert policy and a Cloud "
-        "Monitoring dashboard, declared once. `plan` shows what `apply` would create, update or "
-        "replace in --project; `apply` does exactly that, so a second apply changes nothing. "
-        "`drill` runs Task 3.6 on the local stack: simulated traffic with a burst, the "
-        "detector, the policy's local twin and an email to a local mail server. See "
-        "docs/dos-drill.md.",
+        help="alerting as code: the DoS drill and every template and subscriber; drills",
+        description="The catalog's alerting, declared once: the denial-of-service detector's "
+        "(lab Task 3.5: two log-based metrics over its entries, an email notification channel, "
+        "an alert policy and a dashboard) and the production policies of every template and "
+        "subscriber on Google's metrics, with their dashboard, on the same channel. `plan` "
+        "shows what `apply` would create, update or replace in --project; `apply` does exactly "
+        "that, so a second apply changes nothing. `drill` runs Task 3.6 on the local stack "
+        "(simulated traffic with a burst, the detector, the policy's local twin and an email to "
+        "a local mail server); `drill-backlog` and `drill-dead-letters` run two production "
+        "policies' local twins. See docs/dos-drill.md and docs/alerts.md.",
     )
     actions = monitoring.add_subparsers(dest="action", required=True, metavar="ACTION")
     for action, summary in (
@@ -131,6 +165,17 @@ def register(commands) -> None:
         parser.add_argument("--project", help="Google Cloud project (required)")
         parser.add_argument("--email", required=True, help="address the alert emails go to")
         _alerting_arguments(parser)
+        parser.add_argument(
+            "--topic", default=names.TOPIC, help=f"the visits topic (default: {names.TOPIC})"
+        )
+        parser.add_argument(
+            "--alert-threshold",
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
+            help="a production threshold other than its default (docs/alerts.md lists them), "
+            "e.g. backlog_age=900; may be repeated",
+        )
         parser.add_argument(
             "--wait-for-metrics",
             type=float,

@@ -77,6 +77,11 @@ class DataflowOptions:
         return [*flags, "--enable-streaming-engine"] if self.streaming_engine else flags
 
 
+def template_names() -> list[str]:
+    """The catalog's templates, by name (each has its Dataflow options)."""
+    return sorted(contract.read_json("dataflow_options.json"))
+
+
 def dataflow_options(name: str) -> DataflowOptions:
     """The default Dataflow options of template ``name``."""
     options = contract.read_json("dataflow_options.json")
