@@ -188,6 +188,7 @@ def register(commands) -> None:
         parser.add_argument("--endpoint", help=argparse.SUPPRESS)
         parser.set_defaults(run=_plan_or_apply)
     _register_drill(actions)
+    _register_production_drills(actions)
     docs = actions.add_parser(
         "docs",
         help="write the generated parts of docs/dos-drill.md",
@@ -314,3 +315,71 @@ def _register_drill(actions) -> None:
         "--incidents", help=f"incidents file (default: STATE/{names.INCIDENTS_FILE})"
     )
     parser.set_defaults(run=_drill)
+
+
+def _production_drill(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from clickstream.cli.local import use_local_stack
+    from clickstream.local import emulators
+    from clickstream.monitoring import production_drill
+
+    smtp = _smtp(args.smtp)
+    state = emulators.settings().state_dir
+    settings = production_drill.Drill(
+        use_local_stack(),
+        workdir=state / f"{args.action}",
+        incidents=Path(args.incidents or state / names.INCIDENTS_FILE),
+        maildir=Path(args.maildir or state / names.DRILL_MAILBOX),
+        email=args.email,
+        smtp=smtp,
+        topic=args.topic,
+    )
+    run = {
+        "drill-backlog": production_drill.backlog,
+        "drill-dead-letters": production_drill.dead_letters,
+    }
+    try:
+        report = run[args.action](settings)
+    except RuntimeError as error:
+        raise SystemExit(f"error: {error}") from None
+    except KeyboardInterrupt:
+        raise SystemExit("drill stopped") from None
+    states = ", ".join(incident.state for incident in report.incidents) or "none"
+    print(f"incidents: {len(report.incidents)} ({states}); emails: {report.emails}")
+    if not report.passed:
+        raise SystemExit("error: the drill expected one incident, emailed once and closed")
+    print("passed: one incident, one email, closed")
+
+
+def _register_production_drills(actions) -> None:
+    from clickstream.monitoring import drill
+
+    for action, summary in (
+        (
+            "drill-backlog",
+            "stop the pull subscriber while the simulator publishes: the backlog-age "
+            "policy's twin opens an incident and emails once, then closes it when the "
+            "subscriber, started again, catches up",
+        ),
+        (
+            "drill-dead-letters",
+            "publish malformed visits to the running pull subscriber: the dead-letter-rows "
+            "policy's twin opens one incident, emails once, and closes it when no more come",
+        ),
+    ):
+        parser = actions.add_parser(
+            action,
+            help=summary.split(":")[0],
+            description=f"On the local stack: {summary}. The policy is the production one "
+            "(docs/alerts.md) with periods of seconds; the points come from a sampler of the "
+            "emulators. Needs `clickstream local up`.",
+        )
+        parser.add_argument("--email", default=drill.EMAIL, help="the alert's recipient")
+        parser.add_argument("--topic", default=names.TOPIC, help=f"topic (default: {names.TOPIC})")
+        parser.add_argument("--smtp", metavar="HOST:PORT", help="email through this SMTP server")
+        parser.add_argument("--maildir", help=f"the Maildir (default: STATE/{names.DRILL_MAILBOX})")
+        parser.add_argument(
+            "--incidents", help=f"incidents (default: STATE/{names.INCIDENTS_FILE})"
+        )
+        parser.set_defaults(run=_production_drill)

@@ -107,10 +107,12 @@ class Report:
 
 
 def _process(command: list[str], output: Path) -> subprocess.Popen:
-    """A ``clickstream`` command in a process of its own, its output in a file."""
+    """A ``clickstream`` command (or, with a module's name first, ``python -m`` that module)
+    in a process of its own, its output in a file."""
+    module = command[0] if "." in command[0] else "clickstream.cli"
     with open(output, "w") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "clickstream.cli", *command[1:]],
+            [sys.executable, "-m", module, *command[1:]],
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
