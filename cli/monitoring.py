@@ -191,9 +191,10 @@ def register(commands) -> None:
     _register_production_drills(actions)
     docs = actions.add_parser(
         "docs",
-        help="write the generated parts of docs/dos-drill.md",
-        description="Writes the parts of docs/dos-drill.md generated from the definitions: "
-        "the plan for a fresh project, the roles, the drill's commands.",
+        help="write the generated parts of docs/dos-drill.md and docs/alerts.md",
+        description="Writes the parts of docs/dos-drill.md and docs/alerts.md generated from "
+        "the definitions: the plan for a fresh project, the roles, the drill's commands, every "
+        "production alert and the thresholds.",
     )
     docs.add_argument("--check", action="store_true", help="only list what is stale")
     docs.set_defaults(run=_docs)
@@ -265,9 +266,10 @@ def _drill(args: argparse.Namespace) -> None:
 
 
 def _docs(args: argparse.Namespace) -> None:
+    from clickstream.deploy import pubsub
     from clickstream.monitoring import drill_docs
 
-    stale = drill_docs.write(check=args.check)
+    stale = drill_docs.write(pubsub.subscriptions(), check=args.check)
     for path in stale:
         print(f"{'stale' if args.check else 'wrote'} {path}")
     if args.check and stale:

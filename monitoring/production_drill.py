@@ -28,9 +28,10 @@ from clickstream.gcp import pubsub
 from clickstream.monitoring import drill, evaluator, mail, production, samplers
 
 EMAIL = drill.EMAIL
-# Seconds, not minutes: a backlog older than 6 s in a 2 s period; new dead-letter rows in 5 s
+# Seconds, not minutes: a backlog older than 15 s (above the drill subscriber's 10 s leases: a
+# message coming back from a lease is no backlog) in 2 s periods; new dead-letter rows in 5 s
 # periods (the subscriber writes them within a second or two of each other: one period).
-BACKLOG = production.Thresholds(period=2, backlog_age=6)
+BACKLOG = production.Thresholds(period=2, backlog_age=15)
 DEAD_LETTERS = production.Thresholds(period=5)
 READY_TIMEOUT = 120.0  # seconds for a subscriber to start
 

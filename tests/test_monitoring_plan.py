@@ -347,4 +347,6 @@ def test_without_credentials_or_project_it_says_what_is_missing(capsys, monkeypa
 
 
 def test_the_drill_page_is_fresh():
-    assert drill_docs.write(check=True) == [], "run `clickstream monitoring docs`"
+    assert drill_docs.write(pubsub.subscriptions(), check=True) == [], (
+        "run `clickstream monitoring docs`"
+    )
