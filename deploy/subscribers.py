@@ -41,7 +41,7 @@ RUNTIME_ROOTS = (
     "google-cloud-pubsub",
     "orjson",
 )
-GROUP = "clickstream-pull"  # instance group, base instance name and network tag
+GROUP = names.PULL_GROUP  # instance group, base instance name and network tag
 HEALTH_CHECK = "clickstream-pull-health"
 HEALTH_PORT = 8080
 HEALTH_CHECKER_RANGES = ("35.191.0.0/16", "130.211.0.0/22")  # Google's health checkers

@@ -9,8 +9,17 @@ dashboard's etag (Aborted when stale); lists in pages of two (the client's pager
 and a new log-based metric unknown to Monitoring for ``metric_delay`` seconds ("Cannot find
 metric(s) that match ...", NotFound, as Cloud Monitoring answers for up to ten minutes).
 Every request is recorded in ``calls``.
+
+They also enforce, as Cloud Monitoring does, the documented rules of what a policy or a chart
+may ask of a metric (``Rules`` below, each rule beside where Google states it): the metric
+types it knows (Google's built-in metrics from its published list, ``BUILT_IN``, and the
+log-based metrics created here), which aligner and reducer fit a metric's kind and value type,
+alignment periods, durations, comparisons and labels. A request that breaks one is refused with
+INVALID_ARGUMENT (NOT_FOUND for a metric type it does not know), naming the field, as Google's
+answers do.
 """
 
+import dataclasses
 import itertools
 import re
 import threading
@@ -19,6 +28,7 @@ import uuid
 from concurrent import futures
 
 import grpc
+from google.api import metric_pb2
 from google.cloud import monitoring_dashboard_v1 as dashboards
 from google.cloud import monitoring_v3 as monitoring
 from google.cloud.logging_v2.types import logging_metrics
@@ -28,6 +38,132 @@ PAGE_SIZE = 2
 MUTATING = ("Create", "Update", "Delete")
 METRIC_TYPE = re.compile(r'metric\.type\s*=\s*"([^"]+)"')
 USER_METRIC = "logging.googleapis.com/user/"
+
+
+REFERENCE = "https://cloud.google.com/monitoring/api/ref_v3/rest/v3/projects.alertPolicies"
+METRICS_LIST = "https://cloud.google.com/monitoring/api/metrics_gcp"
+GAUGE, DELTA, CUMULATIVE = "GAUGE", "DELTA", "CUMULATIVE"
+BOOL, INT64, DOUBLE, STRING, DISTRIBUTION = "BOOL", "INT64", "DOUBLE", "STRING", "DISTRIBUTION"
+# "Numeric" in the reference: INT64 and DOUBLE (MONEY, which it does not mention, is left out).
+NUMERIC = frozenset({INT64, DOUBLE})
+EVERY_TYPE = NUMERIC | {BOOL, STRING, DISTRIBUTION}
+GAUGE_OR_DELTA = frozenset({GAUGE, DELTA})
+
+
+@dataclasses.dataclass(frozen=True)
+class Operation:
+    """An aligner or reducer as the API reference documents it: the metric kinds and value
+    types it is valid for, and the kind and value type of its result (None: the input's)."""
+
+    kinds: frozenset[str]
+    types: frozenset[str]
+    kind_out: str | None = None
+    type_out: str | None = None
+
+
+def _percentiles(prefix: str, operation: Operation) -> dict[str, Operation]:
+    return {f"{prefix}_{p}": operation for p in ("99", "95", "50", "05")}
+
+
+# The enum Aligner of Aggregation (REFERENCE, section Aligner; the same per-value text is in the
+# REST discovery document monitoring.v3.json, Aggregation.perSeriesAligner), in our words:
+ALIGNERS = {
+    # no alignment: the raw points, of any kind and type; refused with a cross-series reducer
+    "ALIGN_NONE": Operation(frozenset({GAUGE, DELTA, CUMULATIVE}), EVERY_TYPE),
+    # y1 - y0 over the period, for CUMULATIVE and DELTA metrics; a DELTA of the same type
+    "ALIGN_DELTA": Operation(frozenset({CUMULATIVE, DELTA}), EVERY_TYPE, kind_out=DELTA),
+    # delta over time, for numeric CUMULATIVE and DELTA metrics; a DOUBLE GAUGE
+    "ALIGN_RATE": Operation(frozenset({CUMULATIVE, DELTA}), NUMERIC, GAUGE, DOUBLE),
+    # interpolation at the period's end, numeric GAUGE metrics only; the type is kept
+    "ALIGN_INTERPOLATE": Operation(frozenset({GAUGE}), NUMERIC),
+    # the last point before the period's end, GAUGE metrics only; the type is kept
+    "ALIGN_NEXT_OLDER": Operation(frozenset({GAUGE}), EVERY_TYPE),
+    # smallest, largest value: numeric GAUGE and DELTA metrics; the type is kept
+    "ALIGN_MIN": Operation(GAUGE_OR_DELTA, NUMERIC),
+    "ALIGN_MAX": Operation(GAUGE_OR_DELTA, NUMERIC),
+    # the mean: numeric GAUGE and DELTA metrics (not distributions); a DOUBLE
+    "ALIGN_MEAN": Operation(GAUGE_OR_DELTA, NUMERIC, type_out=DOUBLE),
+    # how many values: numeric or Boolean GAUGE and DELTA metrics; an INT64
+    "ALIGN_COUNT": Operation(GAUGE_OR_DELTA, NUMERIC | {BOOL}, type_out=INT64),
+    # the sum: numeric and distribution GAUGE and DELTA metrics; the type is kept
+    "ALIGN_SUM": Operation(GAUGE_OR_DELTA, NUMERIC | {DISTRIBUTION}),
+    # the standard deviation: numeric GAUGE and DELTA metrics; a DOUBLE
+    "ALIGN_STDDEV": Operation(GAUGE_OR_DELTA, NUMERIC, type_out=DOUBLE),
+    # counts and fraction of True values: Boolean GAUGE metrics only
+    "ALIGN_COUNT_TRUE": Operation(frozenset({GAUGE}), frozenset({BOOL}), type_out=INT64),
+    "ALIGN_COUNT_FALSE": Operation(frozenset({GAUGE}), frozenset({BOOL}), type_out=INT64),
+    "ALIGN_FRACTION_TRUE": Operation(frozenset({GAUGE}), frozenset({BOOL}), type_out=DOUBLE),
+    # a percentile of the period's points: distribution GAUGE and DELTA metrics; a DOUBLE GAUGE
+    **_percentiles(
+        "ALIGN_PERCENTILE", Operation(GAUGE_OR_DELTA, frozenset({DISTRIBUTION}), GAUGE, DOUBLE)
+    ),
+    # percentage change: numeric GAUGE and DELTA metrics; a DOUBLE GAUGE
+    "ALIGN_PERCENT_CHANGE": Operation(GAUGE_OR_DELTA, NUMERIC, GAUGE, DOUBLE),
+}
+# The enum Reducer of Aggregation (REFERENCE, section Reducer; monitoring.v3.json,
+# Aggregation.crossSeriesReducer): every reducer takes DELTA and GAUGE series (the aligned
+# ones), of these value types:
+REDUCERS = {
+    "REDUCE_NONE": Operation(frozenset({GAUGE, DELTA, CUMULATIVE}), EVERY_TYPE),
+    "REDUCE_MEAN": Operation(GAUGE_OR_DELTA, NUMERIC | {DISTRIBUTION}, type_out=DOUBLE),
+    "REDUCE_MIN": Operation(GAUGE_OR_DELTA, NUMERIC),
+    "REDUCE_MAX": Operation(GAUGE_OR_DELTA, NUMERIC),
+    "REDUCE_SUM": Operation(GAUGE_OR_DELTA, NUMERIC | {DISTRIBUTION}),
+    "REDUCE_STDDEV": Operation(GAUGE_OR_DELTA, NUMERIC | {DISTRIBUTION}, type_out=DOUBLE),
+    "REDUCE_COUNT": Operation(GAUGE_OR_DELTA, EVERY_TYPE, type_out=INT64),
+    "REDUCE_COUNT_TRUE": Operation(GAUGE_OR_DELTA, frozenset({BOOL}), type_out=INT64),
+    "REDUCE_COUNT_FALSE": Operation(GAUGE_OR_DELTA, frozenset({BOOL}), type_out=INT64),
+    "REDUCE_FRACTION_TRUE": Operation(GAUGE_OR_DELTA, frozenset({BOOL}), type_out=DOUBLE),
+    **_percentiles(
+        "REDUCE_PERCENTILE", Operation(GAUGE_OR_DELTA, NUMERIC | {DISTRIBUTION}, type_out=DOUBLE)
+    ),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Metric:
+    """A metric type as Google's metrics list gives it: kind, value type, the monitored
+    resource type its time series belong to, and the list's section."""
+
+    kind: str
+    value_type: str
+    resource: str
+    listed: str
+
+
+def _listed(section: str) -> str:
+    return f"{METRICS_LIST}, section {section}"
+
+
+# Google's built-in metrics that the catalog's policies and charts use (METRICS_LIST: each with
+# its kind, value type and monitored resource). Any other built-in type is unknown here.
+BUILT_IN = {
+    "dataflow.googleapis.com/job/is_failed": Metric(GAUGE, INT64, "dataflow_job", "Dataflow"),
+    "dataflow.googleapis.com/job/system_lag": Metric(GAUGE, INT64, "dataflow_job", "Dataflow"),
+    "dataflow.googleapis.com/job/data_watermark_age": Metric(
+        GAUGE, INT64, "dataflow_job", "Dataflow"
+    ),
+    "pubsub.googleapis.com/subscription/oldest_unacked_message_age": Metric(
+        GAUGE, INT64, "pubsub_subscription", "Pub/Sub"
+    ),
+    "pubsub.googleapis.com/subscription/num_undelivered_messages": Metric(
+        GAUGE, INT64, "pubsub_subscription", "Pub/Sub"
+    ),
+    "run.googleapis.com/request_count": Metric(DELTA, INT64, "cloud_run_revision", "Cloud Run"),
+    "compute.googleapis.com/instance_group/size": Metric(
+        GAUGE, INT64, "instance_group", "Compute Engine"
+    ),
+    "bigquery.googleapis.com/storage/uploaded_row_count": Metric(
+        DELTA, INT64, "bigquery_dataset", "BigQuery"
+    ),
+}
+RESOURCE_TYPE = re.compile(r'resource\.type\s*=\s*"([^"]+)"')
+LABEL = re.compile(r"[a-z][a-z0-9_-]{0,62}")
+LABEL_VALUE = re.compile(r"[a-z0-9_-]{0,63}")
+
+
+def _seconds(duration) -> float:
+    return duration.total_seconds() if duration is not None else 0.0
 
 
 class Refused(Exception):
@@ -306,21 +442,154 @@ class FakeGoogle:
         del self.channels[request.name]
         return empty_pb2.Empty()
 
+    # Google's rules for what a policy or chart asks of a metric
+
+    def _metric_of(self, field: str, metric_filter: str, resource_required: bool) -> Metric:
+        """The metric ``metric_filter`` selects, as Cloud Monitoring knows it."""
+        types, resources = METRIC_TYPE.findall(metric_filter), RESOURCE_TYPE.findall(metric_filter)
+        # MetricThreshold.filter and MetricAbsence.filter (REFERENCE): a policy's filter must name
+        # the metric type and the resource type (a chart's, the metric type).
+        if len(types) != 1 or (resource_required and len(resources) != 1):
+            raise Refused(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"Field {field}.filter must name one metric type"
+                + (" and one resource type" if resource_required else ""),
+            )
+        (metric_type,) = types
+        metric = BUILT_IN.get(metric_type)
+        if metric_type.startswith(USER_METRIC):
+            stored = self.metrics.get(metric_type.removeprefix(USER_METRIC))
+            visible = self.metric_visible_at.get(metric_type)
+            if stored is not None and visible is not None and time.monotonic() >= visible:
+                descriptor = stored.metric_descriptor
+                kind = metric_pb2.MetricDescriptor.MetricKind.Name(descriptor.metric_kind)
+                value_type = metric_pb2.MetricDescriptor.ValueType.Name(descriptor.value_type)
+                metric = Metric(kind, value_type, "", "the project's log-based metrics")
+        if metric is None:  # unknown, or a new log-based metric Monitoring has not seen yet
+            raise Refused(
+                grpc.StatusCode.NOT_FOUND,
+                f'Cannot find metric(s) that match type = "{metric_type}". If a metric was '
+                "created recently, it could take up to 10 minutes to become available. Please "
+                "try again soon.",
+            )
+        # The metrics list gives each built-in metric's monitored resource type.
+        if metric.resource and resources and resources != [metric.resource]:
+            raise Refused(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"Field {field}.filter: {metric_type} is written for resource type "
+                f"{metric.resource}, not {resources[0]} ({metric.listed})",
+            )
+        return metric
+
+    @staticmethod
+    def _applied(field: str, name: str, operation: Operation, kind: str, value_type: str):
+        """The kind and value type after an aligner or reducer, refused where the reference
+        does not document it for ``kind`` and ``value_type``."""
+        if kind not in operation.kinds or value_type not in operation.types:
+            what = "aligner" if name.startswith("ALIGN") else "reducer"
+            raise Refused(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f'Field {field} had an invalid value of "{name}": The {what} cannot be applied '
+                f"to metrics with kind {kind} and value type {value_type}.",
+            )
+        return operation.kind_out or kind, operation.type_out or value_type
+
+    def _check_aggregations(self, field: str, metric: Metric, aggregations, longest: float):
+        """Walk the aggregations in order (MetricThreshold.aggregations: applied one after the
+        other), each aligner on the series as the previous step left them."""
+        kind, value_type = metric.kind, metric.value_type
+        for index, aggregation in enumerate(aggregations):
+            at = f"{field}[{index}]"
+            aligner = aggregation.per_series_aligner.name
+            reducer = aggregation.cross_series_reducer.name
+            if aligner != "ALIGN_NONE":
+                # Aggregation.alignment_period: required with an aligner other than ALIGN_NONE,
+                # at least 60 s; at most 25 hours in an alert policy, 104 weeks in a chart.
+                period = _seconds(aggregation.alignment_period)
+                if not 60 <= period <= longest:
+                    raise Refused(
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        f"Field {at}.alignmentPeriod had an invalid value of {period:g}s: it "
+                        f"must be from 60s to {longest:g}s",
+                    )
+            elif reducer != "REDUCE_NONE":
+                # Aligner ALIGN_NONE: not valid when a cross-series reduction is asked for.
+                raise Refused(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"Field {at}.crossSeriesReducer: a cross-series reducer needs an aligner",
+                )
+            kind, value_type = self._applied(
+                f"{at}.perSeriesAligner", aligner, ALIGNERS[aligner], kind, value_type
+            )
+            kind, value_type = self._applied(
+                f"{at}.crossSeriesReducer", reducer, REDUCERS[reducer], kind, value_type
+            )
+
+    def _check_threshold(
+        self, field: str, threshold: monitoring.AlertPolicy.Condition.MetricThreshold
+    ):
+        metric = self._metric_of(field, threshold.filter, resource_required=True)
+        # MetricThreshold.comparison: only COMPARISON_GT and COMPARISON_LT are supported.
+        if threshold.comparison.name not in ("COMPARISON_GT", "COMPARISON_LT"):
+            raise Refused(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"Field {field}.comparison: only COMPARISON_GT and COMPARISON_LT are supported",
+            )
+        # MetricThreshold.duration: whole minutes only (0, 60, 120 ... seconds).
+        duration = _seconds(threshold.duration)
+        if duration % 60:
+            raise Refused(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"Field {field}.duration had an invalid value of {duration:g}s: whole minutes only",
+            )
+        # MetricThreshold.evaluation_missing_data: usable only with a duration of 60 s or more.
+        if threshold.evaluation_missing_data and duration < 60:
+            raise Refused(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"Field {field}.evaluationMissingData needs a duration of at least 60s",
+            )
+        self._check_aggregations(f"{field}.aggregations", metric, threshold.aggregations, 90_000)
+
+    def _check_absence(self, field: str, absence: monitoring.AlertPolicy.Condition.MetricAbsence):
+        metric = self._metric_of(field, absence.filter, resource_required=True)
+        # MetricAbsence.duration: at least 120 s, in whole minutes.
+        duration = _seconds(absence.duration)
+        if duration < 120 or duration % 60:
+            raise Refused(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"Field {field}.duration had an invalid value of {duration:g}s: at least 120s, "
+                "in whole minutes",
+            )
+        self._check_aggregations(f"{field}.aggregations", metric, absence.aggregations, 90_000)
+
     # AlertPolicyService
 
     def _check_policy(self, policy: monitoring.AlertPolicy) -> None:
-        for condition in policy.conditions:
-            for metric_type in METRIC_TYPE.findall(condition.condition_threshold.filter):
-                visible = self.metric_visible_at.get(metric_type)
-                if metric_type.startswith(USER_METRIC) and (
-                    visible is None or time.monotonic() < visible
-                ):
-                    raise Refused(
-                        grpc.StatusCode.NOT_FOUND,
-                        f'Cannot find metric(s) that match type = "{metric_type}". If a metric '
-                        "was created recently, it could take up to 10 minutes to become "
-                        "available. Please try again soon.",
-                    )
+        # AlertPolicy.conditions: one to six.
+        if not 1 <= len(policy.conditions) <= 6:
+            raise Refused(
+                grpc.StatusCode.INVALID_ARGUMENT, "an alert policy has one to six conditions"
+            )
+        # AlertPolicy.user_labels: keys and values of lowercase letters, digits, underscores and
+        # dashes, at most 63 characters; keys begin with a letter.
+        for key, value in policy.user_labels.items():
+            if not (LABEL.fullmatch(key) and LABEL_VALUE.fullmatch(value)):
+                raise Refused(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"Field alert_policy.user_labels had an invalid label {key}={value}",
+                )
+        for index, condition in enumerate(policy.conditions):
+            field = f"alert_policy.conditions[{index}]"
+            which = type(condition).pb(condition).WhichOneof("condition")
+            if which == "condition_threshold":
+                self._check_threshold(f"{field}.conditionThreshold", condition.condition_threshold)
+            elif which == "condition_absent":
+                self._check_absence(f"{field}.conditionAbsent", condition.condition_absent)
+            else:
+                raise Refused(
+                    grpc.StatusCode.UNIMPLEMENTED,
+                    f"{field}: this fake serves threshold and absence conditions only",
+                )
         for channel in policy.notification_channels:
             if channel not in self.channels:
                 raise Refused(
@@ -380,13 +649,21 @@ class FakeGoogle:
     # DashboardsService
 
     def _check_dashboard(self, dashboard: dashboards.Dashboard) -> None:
-        for widget in dashboard.grid_layout.widgets:
+        for index, widget in enumerate(dashboard.grid_layout.widgets):
             chart = widget.alert_chart.name
             if "alert_chart" in widget and chart not in self.policies:
                 raise Refused(
                     grpc.StatusCode.INVALID_ARGUMENT,
                     f"Field alert_chart.name had an invalid value: {chart} does not exist",
                 )
+            for number, data_set in enumerate(widget.xy_chart.data_sets):
+                query = data_set.time_series_query.time_series_filter
+                field = f"dashboard.gridLayout.widgets[{index}].xyChart.dataSets[{number}]"
+                metric = self._metric_of(field, query.filter, resource_required=False)
+                steps = [query.aggregation]
+                if "secondary_aggregation" in query:
+                    steps.append(query.secondary_aggregation)
+                self._check_aggregations(f"{field}.aggregation", metric, steps, 104 * 7 * 86400)
 
     def _list_dashboards(self, request):
         items = [d for n, d in sorted(self.dashboards.items()) if n.startswith(request.parent)]
