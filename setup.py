@@ -26,6 +26,7 @@ FOLDERS = (  # top-level folders that are packages, lowest layer first (tests/te
     "monitoring",
     "governance",
     "orchestration",
+    "project",
     "cli",
 )
 PACKAGE_DATA = {

@@ -62,7 +62,7 @@ def declared(args: argparse.Namespace, project: str):
 
     dos = _alerting(args, project)
     thresholds = _thresholds(args.alert_threshold)
-    return production.resources(dos, pubsub.subscriptions(args.topic), thresholds)
+    return production.resources(dos, pubsub.subscriptions(streaming=True), thresholds)
 
 
 def _check_credentials() -> None:
@@ -166,9 +166,6 @@ def register(commands) -> None:
         parser.add_argument("--email", required=True, help="address the alert emails go to")
         _alerting_arguments(parser)
         parser.add_argument(
-            "--topic", default=names.TOPIC, help=f"the visits topic (default: {names.TOPIC})"
-        )
-        parser.add_argument(
             "--alert-threshold",
             action="append",
             default=[],
@@ -269,7 +266,7 @@ def _docs(args: argparse.Namespace) -> None:
     from clickstream.deploy import pubsub
     from clickstream.monitoring import drill_docs
 
-    stale = drill_docs.write(pubsub.subscriptions(), check=args.check)
+    stale = drill_docs.write(pubsub.subscriptions(streaming=True), check=args.check)
     for path in stale:
         print(f"{'stale' if args.check else 'wrote'} {path}")
     if args.check and stale:

@@ -34,9 +34,12 @@ def template_subscription(template: str) -> str:
     return template.replace("_", "-")
 
 
-def subscriptions(settings: Settings | None = None) -> list[pubsub.Subscription]:
+def subscriptions(
+    settings: Settings | None = None, streaming: bool = False
+) -> list[pubsub.Subscription]:
     """The catalog's subscriptions; with ``settings`` (Google Cloud) the push subscription
-    delivers to the function with the invoker's token, and each streaming template has one."""
+    delivers to the function with the invoker's token, and (also with ``streaming``) each
+    streaming template has one."""
     endpoint = function_url(settings, names.PUSH_FUNCTION) if settings else None
     identity = settings.account(names.INVOKER_ACCOUNT) if settings else None
     found = [
@@ -44,7 +47,7 @@ def subscriptions(settings: Settings | None = None) -> list[pubsub.Subscription]
         pubsub.Subscription(names.PULL_SUBSCRIPTION, names.TOPIC, "pull"),
         pubsub.Subscription(names.FILES_PROCESSED_SUBSCRIPTION, names.FILES_PROCESSED_TOPIC),
     ]
-    if settings:
+    if settings or streaming:
         found += [
             pubsub.Subscription(template_subscription(t), names.TOPIC, "dataflow")
             for t in streaming_templates()

@@ -38,7 +38,7 @@ class Settings:
     dataset: str = names.DATASET
     dataset_location: str = ""  # BigQuery location; empty: the region
     repository: str = names.IMAGE_REPOSITORY
-    tag: str = names.IMAGE_TAG
+    tag: str = ""  # the images' tag; empty: the digest of the image's build context
     composer_environment: str = names.COMPOSER_ENVIRONMENT
     composer_image: str = "composer-3-airflow-2"  # Composer's image version (alias)
     members: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)

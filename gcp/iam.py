@@ -71,6 +71,19 @@ class _Merged:
         }
         return {"bindings": ours} if any(ours.values()) else None
 
+    def extras(self, resource: plan.Resource) -> list[tuple[str, str]]:
+        """(role, member) of the members holding our roles whom we do not declare: someone
+        else's grants, which apply leaves alone and verify reports."""
+        try:
+            held = self._bindings(self._fetch(resource.name))
+        except exceptions.NotFound:
+            return []
+        return [
+            (role, member)
+            for role, members in resource.fields["bindings"].items()
+            for member in sorted(held.get(role, set()) - set(members))
+        ]
+
     def _change(self, resource: plan.Resource, grant: bool) -> None:
         """Add (or remove) our members to (from) our roles, keeping everything else."""
         waited = 0
@@ -240,3 +253,6 @@ class Router:
 
     def delete(self, resource: plan.Resource, current: dict) -> None:
         self._adapter(resource).delete(resource, current)
+
+    def extras(self, resource: plan.Resource) -> list[tuple[str, str]]:
+        return self._adapter(resource).extras(resource)

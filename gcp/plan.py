@@ -211,20 +211,20 @@ def plan(resources: Iterable[Resource], adapters: Mapping[str, Adapter]) -> list
     return changes
 
 
-def _value(fields: Any, path: str) -> Any:
+def value(fields: Any, path: str) -> Any:
     """The value at a dotted path; keys may hold dots themselves (an IAM role's name), list
     items are reached by index."""
     if isinstance(fields, list):
         index, _, rest = path.partition(".")
         if not index.isdigit() or int(index) >= len(fields):
             return None
-        return fields[int(index)] if not rest else _value(fields[int(index)], rest)
+        return fields[int(index)] if not rest else value(fields[int(index)], rest)
     if not isinstance(fields, Mapping):
         return None
     if path in fields:
         return fields[path]
     key = next((k for k in fields if path.startswith(f"{k}.")), None)
-    return None if key is None else _value(fields[key], path[len(key) + 1 :])
+    return None if key is None else value(fields[key], path[len(key) + 1 :])
 
 
 def render(changes: list[Change], limit: int | None = 160) -> str:
@@ -242,8 +242,8 @@ def render(changes: list[Change], limit: int | None = 160) -> str:
         for field in shown:
             frozen = change.action == REPLACE and _immutable(change.resource, [field])
             why = " (cannot change in place)" if frozen else ""
-            value = _short(_value(change.resource.fields, field), limit)
-            lines.append(f"      {field}: {value}{why}")
+            shown = short(value(change.resource.fields, field), limit)
+            lines.append(f"      {field}: {shown}{why}")
     counts = {action: sum(c.action == action for c in changes) for action in SYMBOLS}
     lines.append(
         f"Plan: {counts[CREATE]} to create, {counts[UPDATE]} to update, "
@@ -269,8 +269,9 @@ def _leaves(fields: Mapping[str, Any] | list, path: str = "") -> Iterable[str]:
             yield dotted
 
 
-def _short(value: Any, limit: int | None = 160) -> str:
-    text = json.dumps(value, sort_keys=True, default=str)
+def short(found: Any, limit: int | None = 160) -> str:
+    """A value as JSON, cut at ``limit`` characters (None: whole)."""
+    text = json.dumps(found, sort_keys=True, default=str)
     return text if limit is None or len(text) <= limit else text[: limit - 3] + "..."
 
 

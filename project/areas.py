@@ -39,7 +39,7 @@ from clickstream.deploy import pubsub as pubsub_deployment
 from clickstream.deploy.settings import Settings
 from clickstream.gcp import iam, plan, platform, storage, warehouse_plan
 from clickstream.governance import mesh
-from clickstream.monitoring import alerting
+from clickstream.monitoring import alerting, production
 from clickstream.orchestration import deployment
 
 AREAS = (
@@ -260,7 +260,9 @@ class _Declarer:
         s = self.settings
         if not s.email:
             raise AreaError("the monitoring area needs email (where alerts go) in the settings")
-        self.add("monitoring", *alerting.Alerting(s.project, s.email).resources())
+        dos = alerting.Alerting(s.project, s.email)
+        subscriptions = pubsub_deployment.subscriptions(s)
+        self.add("monitoring", *production.resources(dos, subscriptions))
 
     def governance(self) -> None:
         s = self.settings

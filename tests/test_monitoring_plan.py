@@ -1,10 +1,10 @@
 """``clickstream monitoring plan`` and ``apply``, as a user runs them, through the real client
-libraries against fakes of the four Google services on loopback (tests/fake_monitoring.py)."""
+libraries against fakes of the four Google services on loopback
+(``clickstream.fakes.monitoring``)."""
 
 import json
 
 import pytest
-from fake_monitoring import FakeGoogle
 from google.api_core import exceptions
 from google.cloud import monitoring_dashboard_v1, monitoring_v3
 from google.cloud.logging_v2.types import LogMetric
@@ -12,11 +12,14 @@ from google.cloud.logging_v2.types import LogMetric
 from clickstream.cli import main
 from clickstream.core import names
 from clickstream.deploy import pubsub
+from clickstream.fakes.monitoring import FakeGoogle
 from clickstream.gcp import plan
 from clickstream.monitoring import adapters, alerting, drill_docs, production
 
 PROJECT, EMAIL = "my-project", "oncall@example.com"
-DECLARED = production.resources(alerting.Alerting(PROJECT, EMAIL), pubsub.subscriptions())
+DECLARED = production.resources(
+    alerting.Alerting(PROJECT, EMAIL), pubsub.subscriptions(streaming=True)
+)
 COUNT = len(DECLARED)  # the DoS drill's 5 resources and the production alerting's
 MESSAGES = {
     alerting.LOG_METRIC: LogMetric,
@@ -79,7 +82,7 @@ def test_plan_of_a_fresh_project_is_the_documented_one(capsys, google):
     dos = drill_docs.fresh_plan().splitlines()[:-1]
     assert printed.splitlines()[: len(dos)] == dos
     created = [line for line in printed.splitlines() if line.startswith("  + create")]
-    watches = production.Production(PROJECT, tuple(pubsub.subscriptions())).watches()
+    watches = production.Production(PROJECT, tuple(pubsub.subscriptions(streaming=True))).watches()
     assert created[5:] == [
         *(f"  + create    alert_policy {watch.key}" for watch in watches),
         "  + create    dashboard production-dashboard",
@@ -174,12 +177,10 @@ def test_a_production_threshold_is_a_parameter(capsys, google):
     flags = ("--alert-threshold", "backlog_age=900")
     planned = monitoring(capsys, "plan", google, *flags).splitlines()
     updates = [line for line in planned if line.startswith("  ~ update")]
-    assert updates == [
-        f"  ~ update    alert_policy {name}-backlog-age"
-        for name in ("visits-push", "visits-pull", "files-processed-notify")
-    ]
+    subscriptions = [s.name for s in pubsub.subscriptions(streaming=True)]
+    assert updates == [f"  ~ update    alert_policy {name}-backlog-age" for name in subscriptions]
     monitoring(capsys, "apply", google, *flags)
-    assert len(google.mutating_calls()) == writes + 3
+    assert len(google.mutating_calls()) == writes + len(subscriptions)
     policy = labelled(google.policies, "visits-pull-backlog-age")
     assert policy.conditions[0].condition_threshold.threshold_value == 900
 
@@ -347,6 +348,6 @@ def test_without_credentials_or_project_it_says_what_is_missing(capsys, monkeypa
 
 
 def test_the_drill_page_is_fresh():
-    assert drill_docs.write(pubsub.subscriptions(), check=True) == [], (
+    assert drill_docs.write(pubsub.subscriptions(streaming=True), check=True) == [], (
         "run `clickstream monitoring docs`"
     )

@@ -1,17 +1,17 @@
-"""The documented rules the Monitoring fake enforces (tests/fake_monitoring.py), through the real
-client library: an aligner or reducer that does not fit the metric's kind and value type, metric
-types outside Google's metrics list, alignment periods, durations, comparisons; and the
-denial-of-service policy as it was declared before (ALIGN_MEAN on a DELTA DISTRIBUTION)."""
+"""The documented rules the Monitoring fake enforces (``clickstream.fakes.monitoring``), through
+the real client library: an aligner or reducer that does not fit the metric's kind and value
+type, metric types outside Google's metrics list, alignment periods, durations, comparisons; and
+the denial-of-service policy as it was declared before (ALIGN_MEAN on a DELTA DISTRIBUTION)."""
 
 import copy
 import json
 
 import pytest
-from fake_monitoring import ALIGNERS, BUILT_IN, FakeGoogle
 from google.api_core import exceptions
 from google.cloud import monitoring_v3
 from google.cloud.logging_v2.types import LogMetric
 
+from clickstream.fakes.monitoring import ALIGNERS, BUILT_IN, FakeGoogle
 from clickstream.monitoring import adapters, alerting
 
 PROJECT = "my-project"
