@@ -62,7 +62,7 @@ def straightforward(path: str, repeat: int) -> None:
         lines = [p | f"Read {i}" >> beam.io.ReadFromText(path) for i in range(repeat)]
         visits = lines | beam.Flatten() | "Decode" >> beam.Map(visit.read_visit)
         normalised = visits | "Normalise" >> beam.Map(
-            lambda v: (v, [visit.normalise_event(e) for e in v["events"]])
+            lambda vc: (vc[0], [visit.normalise_event(e, vc[1]) for e in vc[0]["events"]])
         )
         keyed = normalised | "Key" >> beam.Map(lambda ve: (*ve, visit.visit_key(*ve)))
         visit_rows = keyed | "VisitRow" >> beam.Map(

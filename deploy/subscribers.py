@@ -51,6 +51,7 @@ RUNTIME_ROOTS = (
     "functions-framework",
     "google-cloud-bigquery",
     "google-cloud-pubsub",
+    "jsonschema-rs",
     "orjson",
 )
 FUNCTION = "clickstream-push"
