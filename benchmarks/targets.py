@@ -50,11 +50,12 @@ class Rounds:
         self.timings: dict[str, list[Timing]] = defaultdict(list)
         self.items: dict[str, int] = {}
 
-    def time(self, name: str, run: Callable[[], object], items: int = 1) -> Timing:
-        timing = timed(run)
+    def add(self, name: str, timing: Timing, items: int = 1) -> None:
         self.timings[name].append(timing)
         self.items[name] = items
-        return timing
+
+    def time(self, name: str, run: Callable[[], object], items: int = 1) -> None:
+        self.add(name, timed(run), items)
 
     def wall(self, name: str) -> list[float]:
         return [t.wall for t in self.timings[name]]
@@ -62,13 +63,14 @@ class Rounds:
     def cpu(self, name: str) -> list[float]:
         return [t.cpu for t in self.timings[name]]
 
-    def per_item(self, name: str) -> list[float]:
-        """CPU seconds per item, one per round."""
-        return [cpu / self.items[name] for cpu in self.cpu(name)]
+    def per_item(self, name: str, basis: str = "cpu") -> list[float]:
+        """CPU (or wall) seconds per item, one per round."""
+        seconds = self.cpu(name) if basis == "cpu" else self.wall(name)
+        return [value / self.items[name] for value in seconds]
 
-    def ratios(self, numerator: str, denominator: str) -> list[float]:
-        """CPU per item of numerator / of denominator, round by round."""
-        pairs = zip(self.per_item(numerator), self.per_item(denominator), strict=True)
+    def ratios(self, numerator: str, denominator: str, basis: str = "cpu") -> list[float]:
+        """Seconds per item of numerator / of denominator, CPU (or wall), round by round."""
+        pairs = zip(self.per_item(numerator, basis), self.per_item(denominator, basis), strict=True)
         return [a / b for a, b in pairs]
 
     def print_round(self, number: int) -> None:
