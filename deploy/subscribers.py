@@ -51,7 +51,7 @@ RUNTIME_ROOTS = (
     "functions-framework",
     "google-cloud-bigquery",
     "google-cloud-pubsub",
-    "jsonschema-rs",
+    "jsonschema_rs",  # the distribution's own spelling, as its pin reads
     "orjson",
 )
 FUNCTION = "clickstream-push"
