@@ -39,6 +39,7 @@ RUNTIME_ROOTS = (
     "functions-framework",
     "google-cloud-bigquery",
     "google-cloud-pubsub",
+    "jsonschema_rs",  # the distribution's own spelling, as its pin reads
     "orjson",
 )
 GROUP = names.PULL_GROUP  # instance group, base instance name and network tag
