@@ -33,6 +33,8 @@ class FakeBigQuery:
     def __init__(self, emulator: str, project: projects.FakeProject):
         self.project = project
         self.kept: dict[str, dict] = {}  # projects/P/datasets/D/tables/T -> dropped fields
+        # called with (project, dataset, table, columns) for each new table: Dataplex lists it
+        self.on_table = None
         self.front = http_front.HttpFront(
             emulator,
             [
@@ -67,6 +69,11 @@ class FakeBigQuery:
         if status == 200:
             self.kept[name] = {key: body[key] for key in KEPT if key in body}
             answer = {**answer, **self.kept[name]}
+            if self.on_table and "view" not in body:
+                columns = [field["name"] for field in body.get("schema", {}).get("fields", [])]
+                self.on_table(
+                    request.match.group(1), request.match.group(2), name.rsplit("/", 1)[-1], columns
+                )
         return status, answer
 
     def get(self, request: http_front.Request):

@@ -57,7 +57,8 @@ def _now() -> timestamp_pb2.Timestamp:
 class FakeDataplex:
     """The fake's state: resources by name, IAM policies, BigQuery entries; ``server.calls``."""
 
-    def __init__(self):
+    def __init__(self, project=None):
+        """``project`` (``clickstream.fakes.project.FakeProject``): the API must be enabled."""
         self.resources: dict[str, object] = {}  # lakes, zones, assets, aspect types by name
         self.iam = FakePolicies(lambda name: name in self.resources)
         self.policies = self.iam.policies
@@ -91,7 +92,8 @@ class FakeDataplex:
             dataplex_v1.UpdateEntryRequest,
             dataplex_v1.Entry,
         )
-        self.server = FakeServer(methods)
+        gate = (lambda path: project.require("dataplex.googleapis.com")) if project else None
+        self.server = FakeServer(methods, gate)
 
     # The clients, as the code under test builds them, on a channel to this fake.
     def clients(self):

@@ -26,7 +26,8 @@ def _invalid(message: str) -> Fault:
 class FakeLineage:
     """The fake's state: ``processes``, ``runs`` and ``events`` by name; ``server.calls``."""
 
-    def __init__(self):
+    def __init__(self, project=None):
+        """``project`` (``clickstream.fakes.project.FakeProject``): the API must be enabled."""
         self.processes: dict[str, lineage_v1.Process] = {}
         self.runs: dict[str, lineage_v1.Run] = {}
         self.events: dict[str, lineage_v1.LineageEvent] = {}
@@ -61,7 +62,8 @@ class FakeLineage:
                 lineage_v1.ListLineageEventsResponse,
             ),
         }
-        self.server = FakeServer(methods)
+        gate = (lambda path: project.require("datalineage.googleapis.com")) if project else None
+        self.server = FakeServer(methods, gate)
 
     def client(self) -> lineage_v1.LineageClient:
         channel = self.server.channel()

@@ -34,6 +34,8 @@ from google.cloud import monitoring_v3 as monitoring
 from google.cloud.logging_v2.types import logging_metrics
 from google.protobuf import empty_pb2, timestamp_pb2
 
+from clickstream.fakes.server import Fault
+
 PAGE_SIZE = 2
 MUTATING = ("Create", "Update", "Delete")
 METRIC_TYPE = re.compile(r'metric\.type\s*=\s*"([^"]+)"')
@@ -205,8 +207,9 @@ def _masked(current, given, paths: list[str], allowed: set[str]):
 class FakeGoogle:
     """The four services on one loopback port (``endpoint``), sharing one project's state."""
 
-    def __init__(self, metric_delay: float = 0.0):
-        self.metric_delay = metric_delay
+    def __init__(self, metric_delay: float = 0.0, project=None):
+        """``project`` (``clickstream.fakes.project.FakeProject``): the APIs must be enabled."""
+        self.metric_delay, self.project = metric_delay, project
         self.metrics: dict[str, logging_metrics.LogMetric] = {}  # by metric id
         self.metric_visible_at: dict[str, float] = {}  # metric type -> monotonic time
         self.channels: dict[str, monitoring.NotificationChannel] = {}
@@ -304,8 +307,12 @@ class FakeGoogle:
             with self.lock:
                 self.calls.append((method, request))
                 try:
+                    if self.project is not None:
+                        logging = method.endswith(("LogMetric", "LogMetrics"))
+                        service = "logging" if logging else "monitoring"
+                        self.project.require(f"{service}.googleapis.com")
                     return implementation(request)
-                except Refused as refused:
+                except (Refused, Fault) as refused:
                     self.refusals.append((method, refused.code, refused.message))
                     error = refused
             context.abort(error.code, error.message)

@@ -59,6 +59,7 @@ class FakePlatform:
         self.project = project
         self.operations = Operations(project.name)
         self.repositories: dict[str, artifactregistry_v1.Repository] = {}
+        self.accounts: dict[str, dict[str, str]] = {}  # email -> display name, description
         self.project_iam = iam.FakePolicies(self._is_project, project)
         self.account_iam = iam.FakePolicies(self._is_account, project)
         methods = {**self.operations.methods()}
@@ -107,6 +108,12 @@ class FakePlatform:
                 "GetServiceAccount",
                 self.get_account,
                 iam_admin_v1.GetServiceAccountRequest,
+                iam_admin_v1.ServiceAccount,
+            ),
+            (
+                "PatchServiceAccount",
+                self.patch_account,
+                iam_admin_v1.PatchServiceAccountRequest,
                 iam_admin_v1.ServiceAccount,
             ),
             (
@@ -235,6 +242,7 @@ class FakePlatform:
             project_id=self.project.project_id,
             email=email,
             unique_id=str(abs(hash(email)) % 10**21),
+            **self.accounts.get(email, {}),
         )
 
     def create_account(self, request):
@@ -245,10 +253,20 @@ class FakePlatform:
         if email in self.project.service_accounts:
             raise Fault(grpc.StatusCode.ALREADY_EXISTS, f"Service account {email} already exists")
         self.project.service_accounts[email] = self.project.clock()
-        found = self._account(email)
-        found.display_name = request.service_account.display_name
-        found.description = request.service_account.description
-        return found
+        self.accounts[email] = {
+            "display_name": request.service_account.display_name,
+            "description": request.service_account.description,
+        }
+        return self._account(email)
+
+    def patch_account(self, request):
+        self.project.require(IAM_API)
+        email = self._email(request.service_account.name)
+        if email not in self.project.service_accounts:
+            raise Fault(grpc.StatusCode.NOT_FOUND, f"Service account {email} does not exist")
+        for path in request.update_mask.paths:
+            self.accounts[email][path] = getattr(request.service_account, path)
+        return self._account(email)
 
     def get_account(self, request):
         self.project.require(IAM_API)

@@ -29,7 +29,11 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
+from google.api_core import exceptions
+
 CREATE, UPDATE, REPLACE, UNCHANGED = "create", "update", "replace", "unchanged"
+# How Google answers a call to an API the project has not enabled (PERMISSION_DENIED).
+DISABLED_API = "has not been used in project"
 SYMBOLS = {CREATE: "+", UPDATE: "~", REPLACE: "-/+", UNCHANGED: "="}
 
 
@@ -190,7 +194,7 @@ def plan(resources: Iterable[Resource], adapters: Mapping[str, Adapter]) -> list
     known: dict[tuple[str, str], dict] = {}
     for declared in resources:
         resource = dataclasses.replace(declared, fields=_resolved(declared.fields, known))
-        current = adapters[resource.kind].read(resource)
+        current = _read(adapters[resource.kind], resource)
         fields = () if current is None else tuple(differences(resource.fields, current))
         cause = next((label for label in resource.after if label in replaced), "")
         if current is None:
@@ -209,6 +213,17 @@ def plan(resources: Iterable[Resource], adapters: Mapping[str, Adapter]) -> list
         else:
             known[(resource.kind, resource.name)] = current
     return changes
+
+
+def _read(adapter: Adapter, resource: Resource) -> dict | None:
+    """The resource as it exists; None also when its API is not enabled in the project yet (on
+    a new project nothing of that API can exist; apply enables it before it creates this)."""
+    try:
+        return adapter.read(resource)
+    except exceptions.PermissionDenied as error:
+        if DISABLED_API in str(error.message):
+            return None
+        raise
 
 
 def value(fields: Any, path: str) -> Any:

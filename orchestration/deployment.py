@@ -27,7 +27,7 @@ import json
 import shutil
 from pathlib import Path
 
-from clickstream.core import landing, names, templates
+from clickstream.core import landing, names, shell, templates
 from clickstream.deploy import subscribers
 from clickstream.deploy.gcloud import Step, content_digest
 from clickstream.deploy.settings import Settings
@@ -119,7 +119,7 @@ def environment_steps(settings: Settings) -> list[Step]:
                 *("composer", "environments", "update", environment, location),
                 *(f"--update-pypi-package={package}" for package in PYPI_PACKAGES),
             ),
-            " ".join(_gcloud(settings, *describe, "--format=value(config.softwareConfig)"))
+            shell.line(_gcloud(settings, *describe, "--format=value(config.softwareConfig)"))
             + "".join(f" | grep -qF {p.split('==')[0]}" for p in PYPI_PACKAGES),
         ),
     ]
@@ -184,7 +184,7 @@ def trigger_steps(settings: Settings, source: Path) -> list[Step]:
         Step(  # Airflow's own access control: may trigger DAG runs
             f"airflow-role Op {account}",
             _gcloud(settings, *run, "users", "add-role", "--", "-e", account, "-r", "Op"),
-            " ".join(_gcloud(settings, *run, "users", "list", "--", "-o", "plain"))
+            shell.line(_gcloud(settings, *run, "users", "list", "--", "-o", "plain"))
             + f" | grep -w {account} | grep -qw Op",
         ),
     ]

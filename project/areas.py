@@ -73,6 +73,7 @@ APIS = {  # the APIs each area's resources (and what runs on them) call
     "governance": ("dataplex.googleapis.com", "datalineage.googleapis.com"),
     "orchestration": ("composer.googleapis.com", "eventarc.googleapis.com"),
 }
+APIS_USED = tuple(sorted({api for apis in APIS.values() for api in apis}))
 TEMP_PREFIX = "temp/"  # in the ops bucket: Dataflow's temporary files, deleted after a week
 
 
@@ -171,8 +172,7 @@ class _Declarer:
     # The areas, in order
 
     def apis(self) -> None:
-        services = sorted({api for apis in APIS.values() for api in apis})
-        self.add("apis", *(platform.api(self.settings.project, service) for service in services))
+        self.add("apis", *(platform.api(self.settings.project, api) for api in APIS_USED))
 
     def identities(self) -> None:
         s = self.settings
