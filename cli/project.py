@@ -160,6 +160,15 @@ def add_area_deploy(actions, area: str, text: str) -> None:
     deploy.set_defaults(run=_area_deploy, only=[area])
 
 
+def _docs(args: argparse.Namespace) -> None:
+    from clickstream.project import docs
+
+    stale = docs.write(check=args.check)
+    if args.check and stale:
+        raise SystemExit(f"error: stale: {', '.join(stale)}; run `clickstream docs`")
+    print("project docs " + ("are up to date" if args.check else "written"))
+
+
 def _rehearse(args: argparse.Namespace) -> None:
     from clickstream.project import rehearsal
 
@@ -225,6 +234,15 @@ def register(commands) -> None:
                 help="also delete buckets holding objects and the dataset with its tables",
             )
         parser.set_defaults(run=run)
+
+    docs = commands.add_parser(
+        "docs",
+        help="generate docs/access.md, docs/google-rules.md and docs/deploy.md's tables",
+        description="Writes who may do what (from deploy/access.py), the rules of Google the "
+        "fakes enforce (from fakes/) and the deployment's areas (from project/areas.py).",
+    )
+    docs.add_argument("--check", action="store_true", help="fail if a page is stale")
+    docs.set_defaults(run=_docs)
 
     rehearse = commands.add_parser(
         "rehearse",

@@ -353,6 +353,221 @@ IDENTITIES = (
         agent="service-{number}@gs-project-accounts.iam.gserviceaccount.com",
     ),
 )
+DEPLOYER = Identity(
+    "deployer",
+    "Whoever runs `clickstream apply` (a person or a CI pipeline's account): it grants itself "
+    "nothing; these are the roles to hold on the project (Owner holds them all)",
+    tuple(
+        Call(doing, method, permission, role, PROJECT)
+        for doing, method, permission, role in (
+            (
+                "enable the APIs",
+                "serviceusage.services.enable",
+                "serviceusage.services.enable",
+                "roles/serviceusage.serviceUsageAdmin",
+            ),
+            (
+                "create the service accounts",
+                "iam.projects.serviceAccounts.create",
+                "iam.serviceAccounts.create",
+                "roles/iam.serviceAccountAdmin",
+            ),
+            (
+                "grant roles on service accounts",
+                "iam.projects.serviceAccounts.setIamPolicy",
+                "iam.serviceAccounts.setIamPolicy",
+                "roles/iam.serviceAccountAdmin",
+            ),
+            (
+                "deploy functions, VMs and Composer that run as the catalog's accounts",
+                "cloudfunctions, compute, composer: create",
+                "iam.serviceAccounts.actAs",
+                "roles/iam.serviceAccountUser",
+            ),
+            (
+                "grant roles on the project",
+                "cloudresourcemanager.projects.setIamPolicy",
+                "resourcemanager.projects.setIamPolicy",
+                "roles/resourcemanager.projectIamAdmin",
+            ),
+            (
+                "create the buckets",
+                "storage.buckets.insert",
+                "storage.buckets.create",
+                "roles/storage.admin",
+            ),
+            (
+                "grant roles on the buckets",
+                "storage.buckets.setIamPolicy",
+                "storage.buckets.setIamPolicy",
+                "roles/storage.admin",
+            ),
+            (
+                "upload code, packages and template files",
+                "storage.objects.insert",
+                "storage.objects.create",
+                "roles/storage.admin",
+            ),
+            (
+                "create the dataset",
+                "bigquery.datasets.insert",
+                "bigquery.datasets.create",
+                "roles/bigquery.dataOwner",
+            ),
+            (
+                "create tables and views",
+                "bigquery.tables.insert",
+                "bigquery.tables.create",
+                "roles/bigquery.dataOwner",
+            ),
+            (
+                "grant roles on the dataset",
+                "bigquery.datasets.patch",
+                "bigquery.datasets.update",
+                "roles/bigquery.dataOwner",
+            ),
+            (
+                "grant roles on tables",
+                "bigquery.tables.setIamPolicy",
+                "bigquery.tables.setIamPolicy",
+                "roles/bigquery.dataOwner",
+            ),
+            (
+                "create the images' repository",
+                "artifactregistry.repositories.create",
+                "artifactregistry.repositories.create",
+                "roles/artifactregistry.admin",
+            ),
+            (
+                "grant roles on it",
+                "artifactregistry.repositories.setIamPolicy",
+                "artifactregistry.repositories.setIamPolicy",
+                "roles/artifactregistry.admin",
+            ),
+            (
+                "build the images",
+                "cloudbuild.builds.create",
+                "cloudbuild.builds.create",
+                "roles/cloudbuild.builds.editor",
+            ),
+            ("create topics", "pubsub.topics.create", "pubsub.topics.create", "roles/pubsub.admin"),
+            (
+                "create subscriptions",
+                "pubsub.subscriptions.create",
+                "pubsub.subscriptions.create",
+                "roles/pubsub.admin",
+            ),
+            (
+                "grant roles on topics and subscriptions",
+                "pubsub.*.setIamPolicy",
+                "pubsub.subscriptions.setIamPolicy",
+                "roles/pubsub.admin",
+            ),
+            (
+                "deploy the functions",
+                "cloudfunctions.functions.create",
+                "cloudfunctions.functions.create",
+                "roles/cloudfunctions.admin",
+            ),
+            (
+                "let their callers invoke them",
+                "run.services.setIamPolicy",
+                "run.services.setIamPolicy",
+                "roles/cloudfunctions.admin",
+            ),
+            (
+                "create the trigger on the bucket's events",
+                "eventarc.triggers.create",
+                "eventarc.triggers.create",
+                "roles/cloudfunctions.admin",
+            ),
+            (
+                "create the instance template and group",
+                "compute.instanceTemplates.insert",
+                "compute.instanceTemplates.create",
+                "roles/compute.instanceAdmin.v1",
+            ),
+            (
+                "autoscale the group",
+                "compute.autoscalers.insert",
+                "compute.autoscalers.create",
+                "roles/compute.instanceAdmin.v1",
+            ),
+            (
+                "let Google's health checkers in",
+                "compute.firewalls.insert",
+                "compute.firewalls.create",
+                "roles/compute.securityAdmin",
+            ),
+            (
+                "create the health check",
+                "compute.healthChecks.insert",
+                "compute.healthChecks.create",
+                "roles/compute.networkAdmin",
+            ),
+            (
+                "create alert policies",
+                "monitoring.projects.alertPolicies.create",
+                "monitoring.alertPolicies.create",
+                "roles/monitoring.editor",
+            ),
+            (
+                "create the notification channel",
+                "monitoring.projects.notificationChannels.create",
+                "monitoring.notificationChannels.create",
+                "roles/monitoring.editor",
+            ),
+            (
+                "create dashboards",
+                "monitoring.projects.dashboards.create",
+                "monitoring.dashboards.create",
+                "roles/monitoring.editor",
+            ),
+            (
+                "create log-based metrics",
+                "logging.projects.metrics.create",
+                "logging.logMetrics.create",
+                "roles/logging.configWriter",
+            ),
+            (
+                "create the lake, zones and assets",
+                "dataplex.projects.locations.lakes.create",
+                "dataplex.lakes.create",
+                "roles/dataplex.admin",
+            ),
+            (
+                "grant roles on the lake and zones",
+                "dataplex.*.setIamPolicy",
+                "dataplex.lakes.setIamPolicy",
+                "roles/dataplex.admin",
+            ),
+            (
+                "create the aspect types",
+                "dataplex.projects.locations.aspectTypes.create",
+                "dataplex.aspectTypes.create",
+                "roles/dataplex.catalogEditor",
+            ),
+            (
+                "write aspects on the tables' entries",
+                "dataplex.projects.locations.entryGroups.entries.patch",
+                "dataplex.entries.update",
+                "roles/dataplex.catalogEditor",
+            ),
+            (
+                "create the Composer environment",
+                "composer.projects.locations.environments.create",
+                "composer.environments.create",
+                "roles/composer.admin",
+            ),
+            (
+                "set its packages, variable and DAGs",
+                "composer.projects.locations.environments.patch",
+                "composer.environments.update",
+                "roles/composer.admin",
+            ),
+        )
+    ),
+)
 GRANTED = tuple(identity for identity in IDENTITIES if identity.account or identity.agent)
 ACCOUNTS = tuple(identity for identity in IDENTITIES if identity.account)
 

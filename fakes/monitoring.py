@@ -34,6 +34,7 @@ from google.cloud import monitoring_v3 as monitoring
 from google.cloud.logging_v2.types import logging_metrics
 from google.protobuf import empty_pb2, timestamp_pb2
 
+from clickstream.fakes.rules import Rule
 from clickstream.fakes.server import Fault
 
 PAGE_SIZE = 2
@@ -44,6 +45,44 @@ USER_METRIC = "logging.googleapis.com/user/"
 
 REFERENCE = "https://cloud.google.com/monitoring/api/ref_v3/rest/v3/projects.alertPolicies"
 METRICS_LIST = "https://cloud.google.com/monitoring/api/metrics_gcp"
+RULES = {
+    "aligner": Rule(
+        "monitoring.aligner",
+        "Cloud Monitoring",
+        "an aligner applies only to the metric kinds and value types the API reference lists "
+        "for it (ALIGN_MEAN: numeric values; a distribution: ALIGN_DELTA, ALIGN_SUM, the "
+        "percentiles...); aggregations apply in order, each on what the previous one gave",
+        f"{REFERENCE}, Aggregation.Aligner",
+    ),
+    "reducer": Rule(
+        "monitoring.reducer",
+        "Cloud Monitoring",
+        "a reducer applies only to the value types the API reference lists for it",
+        f"{REFERENCE}, Aggregation.Reducer",
+    ),
+    "metric-known": Rule(
+        "monitoring.metric-known",
+        "Cloud Monitoring",
+        "a metric type is one of Google's published metrics (with its kind, value type and "
+        "monitored resource) or a metric of the project, else 'Cannot find metric(s)'; a new "
+        "log-based metric can take minutes to be found",
+        METRICS_LIST,
+    ),
+    "filter": Rule(
+        "monitoring.filter",
+        "Cloud Monitoring",
+        "a condition's filter names one metric type and the resource type its time series "
+        "belong to",
+        f"{REFERENCE}, MetricThreshold.filter",
+    ),
+    "periods": Rule(
+        "monitoring.periods",
+        "Cloud Monitoring",
+        "alignment periods of at least 60 s (at most 25 h in a policy), durations in whole "
+        "minutes, GT or LT comparisons, missing-data handling only with a duration",
+        f"{REFERENCE}, Aggregation.alignmentPeriod, MetricThreshold.duration",
+    ),
+}
 GAUGE, DELTA, CUMULATIVE = "GAUGE", "DELTA", "CUMULATIVE"
 BOOL, INT64, DOUBLE, STRING, DISTRIBUTION = "BOOL", "INT64", "DOUBLE", "STRING", "DISTRIBUTION"
 # "Numeric" in the reference: INT64 and DOUBLE (MONEY, which it does not mention, is left out).

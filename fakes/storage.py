@@ -36,12 +36,6 @@ RULES = {
         "granted a role on the bucket",
         "https://cloud.google.com/storage/docs/public-access-prevention",
     ),
-    "uniform-access-for-iam": Rule(
-        "storage.uniform-access",
-        "Cloud Storage",
-        "with uniform bucket-level access, IAM alone controls access (object ACLs are off)",
-        "https://cloud.google.com/storage/docs/uniform-bucket-level-access",
-    ),
 }
 _BUCKET_NAME = re.compile(r"[a-z0-9][-_.a-z0-9]{1,61}[a-z0-9]")
 _B = r"/storage/v1/b"
