@@ -11,6 +11,7 @@ from clickstream.orchestration import deployment
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "orchestration.md"
 EXAMPLE = settings.Settings("my-project", "europe-west1", bucket="my-landing-bucket", tag="TAG")
+DIGEST = re.compile(r"(CLICKSTREAM_SOURCE)=[0-9a-f]+")  # the staged code's: changes with it
 _BLOCK = re.compile(r"(<!-- generated: (\w+) -->\n).*?(<!-- end generated -->)", re.DOTALL)
 
 
@@ -52,7 +53,7 @@ def commands() -> str:
         *deployment.trigger_steps(EXAMPLE, deployment.stage_function(build / "trigger-function")),
     ]
     lines = ["```bash", "# clickstream orchestrate deploy --project my-project ... --dry-run"]
-    lines += [gcloud.line(step.command) for step in steps]
+    lines += [DIGEST.sub(r"\1=DIGEST", gcloud.line(step.command)) for step in steps]
     return "\n".join([*lines, "```"])
 
 
