@@ -49,7 +49,7 @@ from urllib.parse import unquote, urlsplit
 
 import grpc
 
-from clickstream.fakes import discovery
+from clickstream.fakes import discovery, platform
 from clickstream.fakes import project as projects
 from clickstream.fakes.rules import HTTP_STATUS, Broken, Rule
 from clickstream.fakes.server import Fault
@@ -61,10 +61,6 @@ JOB_NAME = re.compile(r"[a-z]([-a-z0-9]{0,1022}[a-z0-9])?")
 # Google's own Python sample passes so (python-docs-samples, dataflow/gemma-flex-template:
 # e2e_test.py passes both, its metadata.json declares neither).
 UNDECLARED_OPTIONS = frozenset({"sdk_container_image", "machine_type"})
-# LOCATION-docker.pkg.dev/PROJECT/REPOSITORY/IMAGE[:TAG|@DIGEST]
-_REGISTRY_IMAGE = re.compile(
-    r"(?P<location>[a-z0-9-]+)-docker\.pkg\.dev/(?P<project>[^/]+)/(?P<repo>[^/]+)/.+"
-)
 STEP = "s1"  # the step the runner's counters, summed over steps, are reported under
 QUEUED, RUNNING, DONE, FAILED = (
     f"JOB_STATE_{state}" for state in ("QUEUED", "RUNNING", "DONE", "FAILED")
@@ -176,15 +172,6 @@ Counters = dict[str, dict[str, int]]  # namespace -> counter -> value, summed ov
 
 def _now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def repository(image: str) -> str | None:
-    """The Artifact Registry repository (``projects/P/locations/L/repositories/R``) of an image,
-    or None for an image elsewhere."""
-    found = _REGISTRY_IMAGE.fullmatch(image)
-    if not found:
-        return None
-    return f"projects/{found['project']}/locations/{found['location']}/repositories/{found['repo']}"
 
 
 @dataclasses.dataclass
@@ -501,10 +488,10 @@ class FakeDataflow:
                 f"Failed to pull the {who} image {image}: not found (not pushed to the "
                 "project's registry);",
             )
-        where = repository(image)
+        where = platform.repository_of(image)
         permission = "artifactregistry.repositories.downloadArtifacts"
         worker = f"serviceAccount:{job.worker_account}"
-        if self.check_callers and where and not self.project.allows(worker, permission, where):
+        if self.check_callers and not self.project.allows(worker, permission, where):
             raise Broken(
                 RULES["image-pull"],
                 f"Failed to pull the {who} image {image}: {job.worker_account} lacks "

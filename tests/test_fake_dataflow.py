@@ -16,6 +16,7 @@ from googleapiclient.errors import HttpError
 from clickstream.core import names, templates
 from clickstream.fakes import dataflow, iam, platform, rules
 from clickstream.fakes import project as projects
+from clickstream.orchestration import local_airflow
 
 PROJECT, REGION, BUCKET = "my-project", "europe-west1", "my-bucket"
 NAME = names.MIGRATION_TEMPLATE
@@ -305,7 +306,7 @@ def grant(served: Dataflow, *grants: tuple[str, str, str]) -> None:
 DEVELOPER = (f"projects/{PROJECT}", "roles/dataflow.developer", CALLER)
 ACT_AS = (f"projects/{PROJECT}/serviceAccounts/{WORKER}", "roles/iam.serviceAccountUser", CALLER)
 WORKS = (f"projects/{PROJECT}", "roles/dataflow.worker", WORKER)
-READS = (dataflow.repository(IMAGE), "roles/artifactregistry.reader", WORKER)
+READS = (platform.repository_of(IMAGE), "roles/artifactregistry.reader", WORKER)
 AS_WORKER = {"sdkContainerImage": IMAGE, "serviceAccountEmail": WORKER}
 
 
@@ -353,3 +354,20 @@ def test_every_rule_names_where_google_documents_it():
     found = rules.collect(dataflow)
     assert {rule.key for rule in found} == {f"dataflow.{key}" for key in dataflow.RULES}
     assert all(rule.source and rule.gist for rule in found)
+
+
+# The local stack's template file: gcloud's, and one the fake launches
+
+
+@pytest.mark.usefixtures("gcloud")
+def test_the_local_template_file_is_gclouds_and_launches(fake, tmp_path):
+    local = local_airflow.Local(PROJECT, tmp_path)
+    written = json.loads(local_airflow.template_file(local))
+    assert written["image"] == local.image
+    assert written["metadata"]["parameters"] == templates.metadata(NAME)["parameters"]
+    fake.objects[TEMPLATE] = json.dumps(written).encode()
+    fake.project.images.add(local.image)
+    body = request(environment=local.settings()["environment"])
+    launched = fake.launch(body)["job"]
+    assert fake.finished(launched["id"])["currentState"] == dataflow.DONE
+    assert fake.runner.jobs[0].worker_image == local.image
