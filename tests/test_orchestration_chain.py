@@ -19,6 +19,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
 from clickstream.core import landing, names
+from clickstream.fakes import dataflow as fake_dataflow
 from clickstream.gcp import bigquery_tables
 from clickstream.local import emulators
 from clickstream.orchestration import bridge, local_airflow
@@ -162,9 +163,9 @@ def test_each_landed_file_runs_once_lands_in_bigquery_and_is_announced(
     for job in jobs:
         states[job.name].add(job.state)
     assert states == {
-        good.job_name: {"JOB_STATE_DONE"},
-        bad.job_name: {"JOB_STATE_DONE"},
-        gone.job_name: {"JOB_STATE_FAILED"},  # each attempt (the task's retries)
-        again.job_name: {"JOB_STATE_DONE"},
+        good.job_name: {fake_dataflow.DONE},
+        bad.job_name: {fake_dataflow.DONE},
+        gone.job_name: {fake_dataflow.FAILED},  # each attempt (the task's retries)
+        again.job_name: {fake_dataflow.DONE},
     }
     assert {"flexTemplates.launch", "jobs.get", "jobs.getMetrics"} <= set(dataflow.calls)
