@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 import requests
+from google.api_core.exceptions import NotFound
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
@@ -48,7 +49,7 @@ POLL = 0.5
 COMPONENTS = ("api-server", "scheduler", "dag-processor")
 REGION = "local"  # the Dataflow region of the local stack
 IMAGE_TAG = "local"  # the template image's tag: locally, the image is the checked-out code
-OUTPUT_TAIL = 3000  # characters of a failed job's output in its error
+OUTPUT_TAIL = 3000  # characters of a failed command's output in its error
 
 
 class OrchestrationError(RuntimeError):
@@ -172,7 +173,7 @@ def _wait_for_dag(local: Local, processes: list[subprocess.Popen]) -> None:
     raise OrchestrationError(f"the DAG was not ready after {READY_TIMEOUT:.0f} s")
 
 
-def template_file(local: Local) -> bytes:
+def template_spec(local: Local) -> bytes:
     """The migration template's file for the local image, as ``gcloud dataflow flex-template
     build`` writes it (its ``--print-only`` output: offline, with an empty configuration)."""
     gcloud = shutil.which("gcloud")
@@ -188,7 +189,7 @@ def template_file(local: Local) -> bytes:
         command = [gcloud, *build[1:], "--print-only", "--format=value(.)"]
         written = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     if written.returncode:
-        raise OrchestrationError(f"{' '.join(build[:4])} failed:\n{written.stderr[-3000:]}")
+        raise OrchestrationError(f"{' '.join(build[:4])} failed:\n{written.stderr[-OUTPUT_TAIL:]}")
     return written.stdout.removesuffix("\n").encode()
 
 
@@ -219,15 +220,15 @@ def local_dataflow(local: Local, client: storage.Client) -> Iterator[dataflow.Fa
     project.enabled.add(dataflow.SERVICE)
     project.images.add(local.image)
     path = templates.template_file(names.MIGRATION_TEMPLATE, local.project)
-    bucket, _, name = path.removeprefix("gs://").partition("/")
-    client.bucket(bucket).blob(name).upload_from_string(template_file(local))
+    storage.Blob.from_uri(path, client).upload_from_string(template_spec(local))
     logs = local.home / "logs" / "dataflow"
     logs.mkdir(parents=True, exist_ok=True)
 
     def read(url: str) -> bytes | None:
-        bucket, _, name = url.removeprefix("gs://").partition("/")
-        blob = client.bucket(bucket).get_blob(name)
-        return None if blob is None else blob.download_as_bytes()
+        try:
+            return storage.Blob.from_uri(url, client).download_as_bytes()
+        except NotFound:
+            return None
 
     fake = dataflow.FakeDataflow(project, read, lambda job: run_job(job, logs))
     try:

@@ -31,7 +31,7 @@ WAIT_SECONDS = 10.0
 ACTIVE = (dataflow.QUEUED, dataflow.RUNNING)
 
 
-def template_file(**changes) -> dict:
+def template_spec(**changes) -> dict:
     """The template file as gcloud 528 writes it (``BuildAndStoreFlexTemplateFile``: image,
     metadata's name, description and parameters, sdkInfo, defaultEnvironment)."""
     metadata = templates.metadata(NAME)
@@ -66,7 +66,7 @@ class Dataflow:
         self.project = platform.new_project(PROJECT)
         self.project.enabled |= {dataflow.SERVICE, "compute.googleapis.com"}
         self.project.images.add(IMAGE)
-        self.objects = {TEMPLATE: json.dumps(template_file()).encode()}
+        self.objects = {TEMPLATE: json.dumps(template_spec()).encode()}
         self.runner = Runner()
         self.fake = dataflow.FakeDataflow(
             self.project, self.objects.get, self.runner, check_callers=check_callers
@@ -199,7 +199,7 @@ def test_a_value_that_does_not_match_its_regex_is_refused(fake, parameters):
 
 
 def test_a_default_value_is_not_checked_against_the_regexes(fake):
-    spec = template_file()
+    spec = template_spec()
     for parameter in spec["metadata"]["parameters"]:
         parameter["defaultValue"] = parameter.get("defaultValue", "")  # "" matches none
     fake.objects[TEMPLATE] = json.dumps(spec).encode()
@@ -251,9 +251,9 @@ def test_validate_only_checks_the_launch_and_starts_nothing(fake):
     [
         None,  # no such object
         b"{not json",
-        json.dumps(template_file(sdkInfo={})).encode(),  # the SDK language is required
-        json.dumps(template_file(image="")).encode(),
-        json.dumps(template_file(sdkInfo={"language": "COBOL"})).encode(),
+        json.dumps(template_spec(sdkInfo={})).encode(),  # the SDK language is required
+        json.dumps(template_spec(image="")).encode(),
+        json.dumps(template_spec(sdkInfo={"language": "COBOL"})).encode(),
         json.dumps({"template": "classic"}).encode(),
     ],
 )
@@ -275,7 +275,7 @@ def test_the_api_must_be_enabled(fake):
 def test_an_image_not_pushed_fails_the_job_pulling_it(fake, image):
     other = IMAGE.replace(":1", ":2")
     if image == "launcher":
-        fake.objects[TEMPLATE] = json.dumps(template_file(image=other)).encode()
+        fake.objects[TEMPLATE] = json.dumps(template_spec(image=other)).encode()
         body = request()
     else:
         body = unchecked(environment={"sdkContainerImage": other})
@@ -362,7 +362,7 @@ def test_every_rule_names_where_google_documents_it():
 @pytest.mark.usefixtures("gcloud")
 def test_the_local_template_file_is_gclouds_and_launches(fake, tmp_path):
     local = local_airflow.Local(PROJECT, tmp_path)
-    written = json.loads(local_airflow.template_file(local))
+    written = json.loads(local_airflow.template_spec(local))
     assert written["image"] == local.image
     assert written["metadata"]["parameters"] == templates.metadata(NAME)["parameters"]
     fake.objects[TEMPLATE] = json.dumps(written).encode()
