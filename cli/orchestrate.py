@@ -25,8 +25,8 @@ def _local(args: argparse.Namespace) -> None:
             print(
                 f"Airflow      {local.airflow_url} (DAG {names.FILE_LANDED_DAG})\n"
                 f"trigger      {local.function_url} (Functions Framework)\n"
-                f"bridge       gs://{project} -> trigger, every "
-                f"{local_airflow.bridge.POLL_SECONDS} s\n"
+                f"eventarc     gs://{project} -> trigger, every "
+                f"{local_airflow.eventarc.POLL_SECONDS} s\n"
                 "Upload a visit file (`clickstream local upload FILE`) and watch "
                 "`clickstream subscribe files`; Ctrl-C stops.",
                 flush=True,
@@ -70,9 +70,9 @@ def register(commands) -> None:
         help="run it all on the local stack until Ctrl-C",
         description="Starts a real Airflow (api-server, scheduler, dag-processor from "
         ".venv-airflow: `make airflow`) on the staged DAGs folder, the trigger function "
-        "(Functions Framework) and the bridge that turns new objects in the local bucket into "
-        "finalize events; Dataflow is stood in for by `clickstream template run` with the same "
-        "launch request. Needs `clickstream local up`.",
+        "(Functions Framework) and the fake Eventarc trigger that turns new objects in the "
+        "local bucket into finalize events; the fake Dataflow API takes the DAG's launch and "
+        "runs it with Beam's local runner. Needs `clickstream local up`.",
     )
     local.add_argument("--airflow-port", type=int, default=8090)
     local.add_argument("--function-port", type=int, default=8091)

@@ -170,11 +170,14 @@ def _docs(args: argparse.Namespace) -> None:
 
 
 def _rehearse(args: argparse.Namespace) -> None:
+    from clickstream.cli.local import use_local_stack
+    from clickstream.orchestration import local_airflow
     from clickstream.project import rehearsal
 
+    use_local_stack()
     try:
         report = rehearsal.run(Path(args.lab_data), Path(args.build_dir), print)
-    except rehearsal.RehearsalError as error:
+    except (rehearsal.RehearsalError, local_airflow.OrchestrationError) as error:
         raise SystemExit(f"error: {error}") from None
     if not report.passed:
         raise SystemExit(1)

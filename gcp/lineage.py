@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from clickstream.core import contract, names, templates
-from clickstream.gcp import bigquery_tables
+from clickstream.gcp import bigquery_tables, clients
 
 MAX_LINKS = 100  # source-target pairs per lineage event: the API refuses more
 MAX_ID = 200  # characters of a process, run or event id
@@ -254,7 +254,7 @@ def record(calls: list[Call], client=None) -> None:
     from google.api_core import exceptions
     from google.cloud import datacatalog_lineage_v1 as lineage_v1
 
-    client = client or lineage_v1.LineageClient()
+    client = client or clients.gapic(lineage_v1.LineageClient, "lineage")
     methods = {
         "CreateProcess": (client.create_process, lineage_v1.CreateProcessRequest),
         "CreateRun": (client.create_run, lineage_v1.CreateRunRequest),

@@ -19,26 +19,30 @@ ACCOUNT = f"local@{names.LOCAL_PROJECT}.iam.gserviceaccount.com"
 SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
 
 
-def answers(project: str) -> dict[str, object]:
-    """Metadata paths (without the query) and what they return."""
+def answers(
+    project: str, email: str = ACCOUNT, access_token: str = "local-stack-token"
+) -> dict[str, object]:
+    """Metadata paths (without the query) and what they return: ``email``'s identity and
+    ``access_token`` (a fake project's stand-in hands out tokens that name the account)."""
     accounts = "/computeMetadata/v1/instance/service-accounts/"
-    token = {"access_token": "local-stack-token", "expires_in": 3600, "token_type": "Bearer"}
-    account = {"email": ACCOUNT, "scopes": SCOPES, "aliases": ["default"]}
+    token = {"access_token": access_token, "expires_in": 3600, "token_type": "Bearer"}
+    account = {"email": email, "scopes": SCOPES, "aliases": ["default"]}
     return {
         "/": "",
         "/computeMetadata/v1/project/project-id": project,
         "/computeMetadata/v1/project/numeric-project-id": "0",
         "/computeMetadata/v1/universe/universe-domain": "googleapis.com",
         f"{accounts}default/": account,
-        f"{accounts}{ACCOUNT}/": account,
-        f"{accounts}default/email": ACCOUNT,
+        f"{accounts}{email}/": account,
+        f"{accounts}default/email": email,
         f"{accounts}default/token": token,
-        f"{accounts}{ACCOUNT}/token": token,
+        f"{accounts}{email}/token": token,
     }
 
 
-def handler(project: str) -> type[BaseHTTPRequestHandler]:
-    table = answers(project)
+def handler(project: str, **identity: str) -> type[BaseHTTPRequestHandler]:
+    """The request handler; ``identity``: ``email`` and ``access_token`` of ``answers``."""
+    table = answers(project, **identity)
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):

@@ -1,19 +1,19 @@
 """The orchestration on the local stack, end to end with real parts: Airflow (its api-server,
 scheduler and dag-processor, from ``.venv-airflow``, on SQLite in a home of its own) reading the
-staged DAGs folder, the trigger function served by the Functions Framework, and the bridge that
-turns new objects in the local bucket into finalize events for it.
+staged DAGs folder, the trigger function served by the Functions Framework, and the fake Eventarc
+trigger that turns new objects in the local bucket into finalize events for it.
 
-What stands in for Google Cloud: the emulators (Pub/Sub, BigQuery, Cloud Storage), the bridge
-(Eventarc), the fake Dataflow API (``clickstream.fakes.dataflow``, in this process: the DAG's
-provider operator and hook talk to it, ``dags/local_dataflow.py``), and Airflow's simple auth
-manager with everyone an admin (the function sends no token; Composer's web server takes a
-Google one). The fake Dataflow checks each launch as Dataflow does (the template file, which
-gcloud writes as ``flex-template build`` does, its parameters, the worker image) and runs each
-job with Beam's local runner (``clickstream template run``); it checks no identities.
+What stands in for Google Cloud: the emulators (Pub/Sub, BigQuery, Cloud Storage), the fake Eventarc
+(``clickstream.fakes.eventarc``, no identities checked), the fake Dataflow API
+(``clickstream.fakes.dataflow``, in this process: the DAG's provider operator and hook talk to it,
+``dags/local_dataflow.py``), and Airflow's simple auth manager with everyone an admin (the function
+sends no token; Composer's web server takes a Google one). The fake Dataflow checks each launch as
+Dataflow does (the template file, which gcloud writes as ``flex-template build`` does, its
+parameters, the worker image) and runs each job with Beam's local runner (``clickstream template
+run``); it checks no identities.
 
-``running`` starts them all, waits until the DAG is parsed, and stops them on exit; the
-clients must already point at the emulators (``clickstream.cli.local.use_local_stack``).
-"""
+``running`` starts them all, waits until the DAG is parsed, and stops them on exit; the clients must
+already point at the emulators (``clickstream.cli.local.use_local_stack``)."""
 
 import contextlib
 import dataclasses
@@ -27,7 +27,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 
 import requests
@@ -36,9 +36,9 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
 from clickstream.core import names, templates
-from clickstream.fakes import dataflow, platform
+from clickstream.fakes import dataflow, eventarc, platform
 from clickstream.gcp import bigquery_tables, pubsub
-from clickstream.orchestration import bridge, deployment
+from clickstream.orchestration import deployment
 
 ROOT = Path(__file__).resolve().parents[1]
 AIRFLOW_VENV = ROOT / ".venv-airflow"  # make airflow
@@ -50,6 +50,7 @@ COMPONENTS = ("api-server", "scheduler", "dag-processor")
 REGION = "local"  # the Dataflow region of the local stack
 IMAGE_TAG = "local"  # the template image's tag: locally, the image is the checked-out code
 OUTPUT_TAIL = 3000  # characters of a failed command's output in its error
+PARALLELISM = 4  # Airflow's tasks at a time
 
 
 class OrchestrationError(RuntimeError):
@@ -97,14 +98,19 @@ class Local:
             "environment": {"sdkContainerImage": self.image},
         }
 
-    def airflow_env(self, dataflow_endpoint: str) -> dict[str, str]:
+    def airflow_env(self, dataflow_endpoint: str, settings: dict | None = None) -> dict[str, str]:
         """Airflow's configuration (environment variables), on top of the current environment
-        (which points the clients at the emulators), with the local Dataflow's endpoint."""
+        (which points the clients at the emulators), with the local Dataflow's endpoint and the
+        DAG's ``settings`` (default: the local stack's)."""
         return {
             **os.environ,
             "AIRFLOW_HOME": str(self.home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            # SQLite under many runs: writers wait for the lock instead of failing at once;
+            # few tasks at a time on a laptop's cores.
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home}/airflow.db?timeout=120",
+            "AIRFLOW__CORE__PARALLELISM": str(PARALLELISM),
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.airflow_url}/execution/",
@@ -113,7 +119,7 @@ class Local:
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
-            "AIRFLOW_VAR_CLICKSTREAM_ORCHESTRATION": json.dumps(self.settings()),
+            "AIRFLOW_VAR_CLICKSTREAM_ORCHESTRATION": json.dumps(settings or self.settings()),
             # Google's hooks find the stand-in metadata server's credentials (emulator_env).
             "AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT": json.dumps(
                 {"conn_type": "google_cloud_platform", "extra": {"project": self.project}}
@@ -150,17 +156,22 @@ def _stop(processes: list[subprocess.Popen]) -> None:
             process.wait()
 
 
+def _alive(local: Local, processes: list[subprocess.Popen]) -> None:
+    """Raise OrchestrationError when a component has exited."""
+    for process in processes:
+        if process.poll() is not None:
+            raise OrchestrationError(
+                f"{' '.join(map(str, process.args[:3]))} exited ({process.returncode}); see "
+                f"{local.home / 'logs'}"
+            )
+
+
 def _wait_for_dag(local: Local, processes: list[subprocess.Popen]) -> None:
     """Until the api-server lists the DAG; raise with the import error or a dead component."""
     deadline = time.monotonic() + READY_TIMEOUT
     api = f"{local.airflow_url}/api/v2"
     while time.monotonic() < deadline:
-        for process in processes:
-            if process.poll() is not None:
-                raise OrchestrationError(
-                    f"{' '.join(process.args[:3])} exited ({process.returncode}); see "
-                    f"{local.home / 'logs'}"
-                )
+        _alive(local, processes)
         with contextlib.suppress(requests.RequestException):
             if requests.get(f"{api}/dags/{names.FILE_LANDED_DAG}", timeout=5).ok:
                 return
@@ -238,46 +249,63 @@ def local_dataflow(local: Local, client: storage.Client) -> Iterator[dataflow.Fa
 
 
 @contextlib.contextmanager
-def running(local: Local) -> Iterator[dataflow.FakeDataflow]:
-    """Stage the DAGs, start the local Dataflow, Airflow, the trigger function and the bridge;
-    stop them on exit. Yields the local Dataflow (its jobs)."""
-    airflow = local.airflow_venv / "bin" / "airflow"
-    if not airflow.is_file():
+def airflow(
+    local: Local,
+    dataflow_endpoint: str,
+    settings: dict | None = None,
+    environment: dict[str, str] | None = None,
+) -> Iterator[Callable[[], None]]:
+    """Airflow on the staged DAGs folder, its DAG's variable ``settings`` (default: the local
+    stack's), its Dataflow at ``dataflow_endpoint``, with ``environment`` over its own (e.g.
+    who it runs as); stopped on exit. Yields a check that raises OrchestrationError once a
+    component has died."""
+    command = local.airflow_venv / "bin" / "airflow"
+    if not command.is_file():
         raise OrchestrationError(
             f"no Airflow environment at {local.airflow_venv}: run `make airflow`"
         )
     logs = local.home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     deployment.stage_dags(local.dags, local=True)
+    env = {**local.airflow_env(dataflow_endpoint, settings), **(environment or {})}
+    migrate = subprocess.run(
+        [str(command), "db", "migrate"], env=env, capture_output=True, text=True
+    )
+    if migrate.returncode:
+        raise OrchestrationError(f"airflow db migrate failed:\n{migrate.stdout[-3000:]}")
+    processes = [
+        _start([str(command), component], env, logs / f"{component}.log")
+        for component in COMPONENTS
+    ]
+    try:
+        _wait_for_dag(local, processes)
+        yield lambda: _alive(local, processes)
+    finally:
+        _stop(processes)
+
+
+@contextlib.contextmanager
+def running(local: Local) -> Iterator[dataflow.FakeDataflow]:
+    """Stage the DAGs, start the local Dataflow, Airflow, the trigger function and the bucket's
+    Eventarc trigger; stop them on exit. Yields the local Dataflow (its jobs)."""
     bigquery_tables.ensure_tables(local.project, local.dataset)
     pubsub.ensure_subscription(
         local.project, names.FILES_PROCESSED_SUBSCRIPTION, names.FILES_PROCESSED_TOPIC
     )
     client = storage.Client(project=local.project, credentials=AnonymousCredentials())
-    with local_dataflow(local, client) as jobs:
-        env = local.airflow_env(jobs.endpoint)
-        migrate = subprocess.run(
-            [str(airflow), "db", "migrate"], env=env, capture_output=True, text=True
-        )
-        if migrate.returncode:
-            raise OrchestrationError(f"airflow db migrate failed:\n{migrate.stdout[-3000:]}")
-        processes = [
-            _start([str(airflow), component], env, logs / f"{component}.log")
-            for component in COMPONENTS
+    with local_dataflow(local, client) as jobs, airflow(local, jobs.endpoint):
+        command = [  # the Functions Framework's server, as on Cloud Run
+            *(sys.executable, "-m", "functions_framework", "--target", "on_file_landed"),
+            *("--source", str(TRIGGER_SOURCE), "--signature-type", "cloudevent"),
+            *("--host", "127.0.0.1", "--port", str(local.function_port)),
         ]
+        function = _start(command, local.function_env(), local.home / "logs" / "trigger.log")
         stop = threading.Event()
         try:
-            command = [  # the Functions Framework's server, as on Cloud Run
-                *(sys.executable, "-m", "functions_framework", "--target", "on_file_landed"),
-                *("--source", str(TRIGGER_SOURCE), "--signature-type", "cloudevent"),
-                *("--host", "127.0.0.1", "--port", str(local.function_port)),
-            ]
-            processes.append(_start(command, local.function_env(), logs / "trigger.log"))
-            _wait_for_dag(local, processes)
-            watcher = bridge.Bridge(client, local.project, local.function_url)
-            thread = threading.Thread(target=watcher.run, args=(stop,), daemon=True)
-            thread.start()
+            triggers = eventarc.FakeEventarc(client)
+            triggers.add(eventarc.Trigger(local.project, local.function_url))
+            threading.Thread(target=triggers.run, args=(stop,), daemon=True).start()
             yield jobs
         finally:
             stop.set()
-            _stop(processes)
+            _stop([function])

@@ -115,8 +115,10 @@ class FakeCloud:
                 "BIGQUERY_EMULATOR_HOST",
                 "GOOGLE_CLOUD_PROJECT",
                 "PATH",
+                names.LINEAGE_FILE_ENV,
             )
         }
+        env.pop(names.LINEAGE_FILE_ENV, None)  # lineage goes to the fake Data Lineage API
         env.update(
             {
                 clients.ENDPOINTS_ENV: json.dumps(endpoints),

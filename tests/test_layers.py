@@ -31,7 +31,6 @@ FORBIDDEN = {  # third-party roots a package must not import, even lazily
     "dashboard": ("apache_beam",),
     "monitoring": ("apache_beam",),  # the drill runs its pipeline in a process of its own
     "orchestration": ("apache_beam",),  # the DAG runs in Composer, the trigger in Cloud Run
-    "project": ("apache_beam",),
     "fakes": ("apache_beam",),
 }
 

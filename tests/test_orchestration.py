@@ -15,7 +15,8 @@ import pytest
 
 from clickstream.core import landing, names, templates
 from clickstream.deploy import access, settings
-from clickstream.orchestration import bridge, deployment, docs_page, trigger
+from clickstream.fakes import eventarc
+from clickstream.orchestration import deployment, docs_page, trigger
 
 FILE = landing.LandedFile("my-bucket", "landing/visits-2024-07-01.jsonl", "1719824400000000")
 AIRFLOW_RUN_ID = re.compile(r"^[A-Za-z0-9_.~:+-]+$")  # Airflow's default allowed_run_id_pattern
@@ -280,7 +281,7 @@ def function():
 
 def finalize(client, name=FILE.object, generation=FILE.generation, bucket=FILE.bucket):
     """POST the finalize event of an object, as Eventarc delivers it (binary mode)."""
-    headers, body = bridge.cloud_event({"bucket": bucket, "name": name, "generation": generation})
+    headers, body = eventarc.cloud_event({"bucket": bucket, "name": name, "generation": generation})
     return client.post("/", data=body, headers=headers)
 
 

@@ -1,7 +1,7 @@
 """Lab Task 4 end to end on the local stack, with real parts: files uploaded into the storage
-emulator, the bridge's finalize events, the trigger function (Functions Framework) calling a real
-Airflow's REST API, the DAG run by Airflow's scheduler with the provider's Dataflow operator and
-hook against the fake Dataflow API (its jobs run by Beam's local runner), rows in the BigQuery
+emulator, the fake Eventarc's finalize events, the trigger function (Functions Framework) calling a
+real Airflow's REST API, the DAG run by Airflow's scheduler with the provider's Dataflow operator
+and hook against the fake Dataflow API (its jobs run by Beam's local runner), rows in the BigQuery
 emulator, the messages on the Pub/Sub emulator, and ``clickstream subscribe files`` printing and
 mailing them (to an SMTP sink)."""
 
@@ -20,9 +20,10 @@ from google.cloud import storage
 
 from clickstream.core import landing, names
 from clickstream.fakes import dataflow as fake_dataflow
+from clickstream.fakes import eventarc
 from clickstream.gcp import bigquery_tables
 from clickstream.local import emulators
-from clickstream.orchestration import bridge, local_airflow
+from clickstream.orchestration import local_airflow
 
 DATASET = "orchestrated"
 RUN_TIMEOUT = 300.0
@@ -51,7 +52,7 @@ def mail_sink():
 
 
 def wait_for_run(local: local_airflow.Local, file: landing.LandedFile) -> str:
-    """The final state of the file's DAG run (it may not exist yet: the bridge polls)."""
+    """The final state of the file's DAG run (it may not exist yet: Eventarc polls)."""
     url = f"{local.airflow_url}/api/v2/dags/{names.FILE_LANDED_DAG}/dagRuns/{file.run_id}"
     deadline = time.monotonic() + RUN_TIMEOUT
     while time.monotonic() < deadline:
@@ -115,7 +116,7 @@ def test_each_landed_file_runs_once_lands_in_bigquery_and_is_announced(
             bad = upload(gcs, stack.project, malformed)
             gone = landing.LandedFile(stack.project, "landing/gone.jsonl", "1")
             gone_data = {"bucket": gone.bucket, "name": gone.object, "generation": "1"}
-            assert bridge.deliver(local.function_url, gone_data) == 200
+            assert eventarc.deliver(local.function_url, gone_data) == 200
             assert [wait_for_run(local, f) for f in (good, bad, gone)] == [
                 "success",
                 "success",
@@ -128,7 +129,7 @@ def test_each_landed_file_runs_once_lands_in_bigquery_and_is_announced(
             # The lab file's event again (a redelivery): Airflow has its run; nothing starts.
             before = runs(local)
             good_data = {"bucket": good.bucket, "name": good.object, "generation": good.generation}
-            assert bridge.deliver(local.function_url, good_data) == 200
+            assert eventarc.deliver(local.function_url, good_data) == 200
             assert runs(local) == before
             # The lab file again (a new generation): a new run, and no row twice.
             again = upload(gcs, stack.project, lab_data / LAB_FILE)

@@ -11,15 +11,17 @@ event, with a run id derived from those three, so a redelivered event is no seco
 3. ``run_migration``: ``DataflowStartFlexTemplateOperator`` launches it and waits for the job
    (deferrable where ``[operators] default_deferrable`` says so);
 4. ``migration_counts``: the job's ``clickstream`` counters (records read, visits and events
-   loaded and rejected) from its Dataflow metrics;
+   loaded and rejected) from its Dataflow metrics; ``record_lineage``: the run's lineage, from
+   the file to the tables (the Data Lineage API; locally the stack's lineage file);
 5. ``announce_processed``: one message on the files-processed topic, or, if a step failed,
    ``announce_failure`` says so there.
 
 Settings: the Airflow variable ``clickstream_orchestration`` (JSON; or the environment variable
-``AIRFLOW_VAR_CLICKSTREAM_ORCHESTRATION``): ``project``, ``region`` and ``template_bucket``
-(where ``gs://BUCKET/templates/batch_migration.json`` is) and ``environment`` (the launch's
-FlexTemplateRuntimeEnvironment, which must name the template's image as ``sdkContainerImage``,
-and may name ``serviceAccountEmail``) are required; ``dataset`` and ``topic`` are optional.
+``AIRFLOW_VAR_CLICKSTREAM_ORCHESTRATION``): ``project``, ``region`` (also where lineage is
+recorded), ``template_bucket`` (where ``gs://BUCKET/templates/batch_migration.json`` is) and
+``environment`` (the launch's FlexTemplateRuntimeEnvironment, which must name the template's
+image as ``sdkContainerImage``, and may name ``serviceAccountEmail``) are required;
+``dataset``, ``topic`` and ``composer_environment`` (lineage's origin) are optional.
 Retry delay: ``[core] default_task_retry_delay``.
 
 The catalog's Beam-free core (``clickstream/core``, ``clickstream/metadata``) sits beside this
@@ -28,6 +30,7 @@ when the file is parsed. With ``CLICKSTREAM_LOCAL_DATAFLOW`` set (the local stac
 of its Dataflow API), the same operator and hook talk to that endpoint (``local_dataflow.py``).
 """
 
+import datetime
 import logging
 import os
 
@@ -126,10 +129,42 @@ def dataflow_counts(job: dict) -> dict:
     return templates.job_counters(metrics)
 
 
+def _moment(text: str | None) -> datetime.datetime:
+    """A time of the job (RFC 3339), or now when Dataflow gives none."""
+    if not text:
+        return datetime.datetime.now(datetime.UTC)
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+@task
+def record_lineage(conf: dict, job: dict) -> None:
+    """The run's lineage, from the landed file to the tables (``clickstream.gcp.lineage``),
+    from Composer (its origin)."""
+    from clickstream.gcp import lineage
+
+    file, config = landing.LandedFile.from_conf(conf), settings()
+    environment = config.get("composer_environment", "")
+    origin = {
+        "sourceType": "COMPOSER",
+        "name": f"projects/{config['project']}/locations/{config['region']}/environments/"
+        f"{environment}",
+    }
+    lineage.record_migration(
+        config["project"],
+        config["region"],
+        job["id"],
+        [file.url],
+        lineage.migration_tables(config["project"], config["dataset"]),
+        _moment(job.get("createTime")),
+        _moment(job.get("currentStateTime")),
+        attributes={"dataflow_job": job["id"], "dag_run": file.run_id},
+        origin=origin,
+    )
+
+
 @task
 def announce_processed(conf: dict, job: dict, counters: dict) -> None:
     file, config = landing.LandedFile.from_conf(conf), settings()
-    # Lineage (issue 13) records the run here: file -> job -> tables, from gcp/lineage.py.
     data, attributes = landing.notification(
         file, landing.PROCESSED, job["id"], counters, dead_letter_table(config)
     )
@@ -151,8 +186,10 @@ def announce_failure(**context) -> None:
         error = "the launch request could not be built (task launch_request)"
     elif ti.xcom_pull(task_ids="run_migration") is None:
         error = f"migration job {file.job_name} failed or did not start (task run_migration)"
-    else:
+    elif ti.xcom_pull(task_ids="migration_counts") is None:
         error = "the job's counts could not be read (task migration_counts)"
+    else:
+        error = "the run's lineage could not be recorded (task record_lineage)"
     config = settings()
     job_id = ti.xcom_pull(task_ids="run_migration", key="job_id") or ""
     publish(config, *landing.notification(file, landing.FAILED, job_id, error=error))
@@ -188,8 +225,10 @@ def clickstream_file_landed():
     else:
         job = DataflowStartFlexTemplateOperator(**launch)
     counters = dataflow_counts.override(task_id="migration_counts")(job.output)
+    recorded = record_lineage(conf, job.output)
     done = announce_processed(conf, job.output, counters)
-    [conf, request, job, counters] >> announce_failure()
+    recorded >> done
+    [conf, request, job, counters, recorded] >> announce_failure()
     return done
 
 

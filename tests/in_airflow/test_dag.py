@@ -67,10 +67,12 @@ def test_the_steps_and_the_failure_announcement(bag):
         "landed_file",
         "run_migration",
         "migration_counts",
+        "record_lineage",
     }
+    assert dag.get_task("record_lineage").upstream_task_ids == {"landed_file", "run_migration"}
     failure = dag.get_task("announce_failure")
     assert failure.trigger_rule == "one_failed"
-    assert failure.upstream_task_ids == set(order)
+    assert failure.upstream_task_ids == {*order, "record_lineage"}
     assert [t.task_id for t in dag.topological_sort()][-1] in {
         "announce_processed",
         "announce_failure",
