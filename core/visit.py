@@ -20,8 +20,10 @@ import datetime
 import decimal
 import functools
 import hashlib
+import operator
 import typing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import fastjsonschema
@@ -40,14 +42,17 @@ _NUMERIC = decimal.Context(prec=38)  # BigQuery NUMERIC precision
 _NUMERIC_LIMIT = decimal.Decimal("1e29")  # NUMERIC holds 29 digits before the point
 
 
-def _compile_validators():
+Validator = Callable[[object], object]  # raises fastjsonschema.JsonSchemaValueException
+
+
+def _compile_validators() -> tuple[Validator, Validator, dict[str, Validator]]:
     """Validators compiled from the visit schema: the envelope, an event's common fields and,
     per event type, its details (the schema's if/then rules, applied by dispatch because
     fastjsonschema evaluates a failing ``if`` by raising, which is slow on the hot path)."""
     schema = contract.visit_schema()
     definitions = schema["definitions"]
 
-    def compiled(fragment: dict):
+    def compiled(fragment: dict[str, Any]) -> Validator:
         return fastjsonschema.compile({**fragment, "definitions": definitions})
 
     envelope = copy.deepcopy(schema)
@@ -70,17 +75,17 @@ _validate_envelope, _validate_event, _validate_details = _compile_validators()
 class ParsedRecord:
     """What one input record became: rows per table name (``contract.TABLES``)."""
 
-    rows: dict[str, list[dict]]
+    rows: dict[str, list[dict[str, Any]]]
 
     @property
     def visit_loaded(self) -> bool:
         return bool(self.rows["visits"])
 
-    def dead_letters(self, level: str) -> list[dict]:
+    def dead_letters(self, level: str) -> list[dict[str, Any]]:
         return [row for row in self.rows["dead_letter"] if row["level"] == level]
 
 
-def _empty_rows() -> dict[str, list[dict]]:
+def _empty_rows() -> dict[str, list[dict[str, Any]]]:
     return {name: [] for name in contract.TABLES}
 
 
@@ -102,7 +107,7 @@ def dead_letter_row(
     visit_id: str | None = None,
     event_index: int | None = None,
     level: str | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """A ``dead_letter`` row. Level ``event`` when the event of a loaded visit is meant (or
     another level given for it, e.g. ``late``: a valid event that missed its window)."""
     text = _as_text(payload)
@@ -191,7 +196,9 @@ def decode(payload: bytes | str) -> object:
         raise ValueError(f"invalid JSON: {error}") from None
 
 
-def event_rows(visit: dict, visit_id: str, index: int, event: dict) -> Iterator[tuple[str, dict]]:
+def event_rows(
+    visit: dict[str, Any], visit_id: str, index: int, event: dict[str, Any]
+) -> Iterator[tuple[str, dict[str, Any]]]:
     """(table, row) for a valid, normalised event: one row, plus purchase_items for a purchase."""
     details = event["details"]
     common = {
@@ -246,7 +253,7 @@ def event_rows(visit: dict, visit_id: str, index: int, event: dict) -> Iterator[
         )
 
 
-def _product_line(details: dict) -> dict:
+def _product_line(details: dict[str, Any]) -> dict[str, Any]:
     price = _numeric(details["price"])
     return {
         "product_id": details["product_id"],
@@ -260,23 +267,23 @@ def _product_line(details: dict) -> dict:
 
 class NormalisedEvent(typing.NamedTuple):
     raw: object  # as received
-    event: dict | None  # unwrapped, timestamp as UTC ISO text; None when rejected
+    event: dict[str, Any] | None  # unwrapped, timestamp as UTC ISO text; None when rejected
     moment: datetime.datetime | None
     reason: str = ""  # why it was rejected
 
 
-def _reason(error: fastjsonschema.JsonSchemaException, subject: str) -> str:
+def _reason(error: fastjsonschema.JsonSchemaValueException, subject: str) -> str:
     """fastjsonschema's message ("data.x must be ...") about ``subject`` ("event.x must be")."""
     return subject + error.message.removeprefix("data")
 
 
-def _unwrap(raw: object) -> object:
+def _unwrap(raw: object) -> Any:
     """The schema's event_entry is bare or wrapped as {"event": {...}}; this is the event.
     Unwrapping before validation reports a bad wrapped event by its real fault."""
     return raw["event"] if isinstance(raw, dict) and len(raw) == 1 and "event" in raw else raw
 
 
-def _check_line_amounts(event: dict) -> None:
+def _check_line_amounts(event: dict[str, Any]) -> None:
     """Raises ValueError when a price x quantity does not fit BigQuery NUMERIC."""
     kind, details = event["event_type"], event["details"]
     lines = (
@@ -291,11 +298,11 @@ def normalise_event(raw: object) -> NormalisedEvent:
     event = _unwrap(raw)
     try:
         _validate_event(event)
-    except fastjsonschema.JsonSchemaException as error:
+    except fastjsonschema.JsonSchemaValueException as error:
         return NormalisedEvent(raw, None, None, _reason(error, "event"))
     try:
         _validate_details[event["event_type"]](event["details"])
-    except fastjsonschema.JsonSchemaException as error:
+    except fastjsonschema.JsonSchemaValueException as error:
         return NormalisedEvent(raw, None, None, _reason(error, "event.details"))
     try:
         moment, stamp = _utc(event["timestamp"])
@@ -314,19 +321,19 @@ class InvalidVisit(ValueError):
     """A record that cannot be a visit; the message is the reason kept in the dead letter."""
 
 
-def read_visit(payload: bytes | str) -> dict:
+def read_visit(payload: bytes | str) -> dict[str, Any]:
     """Decode one record and check it against the visit schema, events aside."""
     visit = decode(payload)
     if not isinstance(visit, dict):
         raise InvalidVisit(f"not a visit: a JSON {type(visit).__name__}, expected an object")
     try:
         _validate_envelope(visit)
-    except fastjsonschema.JsonSchemaException as error:
+    except fastjsonschema.JsonSchemaValueException as error:
         raise InvalidVisit(_reason(error, "visit")) from None
     return visit
 
 
-def visit_key(visit: dict, events: list[NormalisedEvent]) -> str:
+def visit_key(visit: dict[str, Any], events: list[NormalisedEvent]) -> str:
     """The visit's deterministic id: a hash of the visit with its events normalised, so both
     input shapes of one visit, and any key order, give the same id."""
     return _hash(
@@ -334,18 +341,21 @@ def visit_key(visit: dict, events: list[NormalisedEvent]) -> str:
     )
 
 
-def visit_row(visit: dict, visit_id: str, events: list[NormalisedEvent]) -> dict:
+def visit_row(
+    visit: dict[str, Any], visit_id: str, events: list[NormalisedEvent]
+) -> dict[str, Any]:
     """The ``visits`` row: the visit's attributes and what became of its events."""
-    valid = [e for e in events if e.event is not None]
-    first = min(valid, key=lambda e: e.moment) if valid else None
-    last = max(valid, key=lambda e: e.moment) if valid else None
-    kinds = collections.Counter(e.event["event_type"] for e in valid)
+    timed = [(e.moment, e.event) for e in events if e.moment is not None and e.event is not None]
+    valid = [event for _, event in timed]
+    first = min(timed, key=operator.itemgetter(0))[1] if timed else None
+    last = max(timed, key=operator.itemgetter(0))[1] if timed else None
+    kinds = collections.Counter(event["event_type"] for event in valid)
     amount = functools.reduce(
         _NUMERIC.add,
         (
-            _numeric(e.event["details"]["amount"])
-            for e in valid
-            if e.event["event_type"] == "purchase"
+            _numeric(event["details"]["amount"])
+            for event in valid
+            if event["event_type"] == "purchase"
         ),
         decimal.Decimal(0),
     )
@@ -359,8 +369,8 @@ def visit_row(visit: dict, visit_id: str, events: list[NormalisedEvent]) -> dict
         "geolocation": visit.get("geolocation"),
         "latitude": latitude,
         "longitude": longitude,
-        "visit_start": first.event["timestamp"] if first else None,
-        "visit_end": last.event["timestamp"] if last else None,
+        "visit_start": first["timestamp"] if first else None,
+        "visit_end": last["timestamp"] if last else None,
         "event_count": len(events),
         "page_view_count": kinds["page_view"],
         "cart_add_count": kinds["add_item_to_cart"],

@@ -4,6 +4,8 @@ else grants roles on the resource, so only our members of our roles are read and
 read-modify-write with the policy's etag (retried when someone changed it in between); nothing
 else in the policy is touched."""
 
+from typing import Any, Protocol
+
 from google.api_core import exceptions
 from google.iam.v1 import iam_policy_pb2, policy_pb2
 
@@ -18,14 +20,26 @@ def policy(name: str, bindings: dict[str, list[str]], after: tuple[str, ...] = (
     return plan.Resource(KIND, name, {"bindings": bindings}, after=after)
 
 
+class PolicyClient(Protocol):
+    """A client with the ``google.iam.v1.IAMPolicy`` calls."""
+
+    def get_iam_policy(
+        self, *, request: iam_policy_pb2.GetIamPolicyRequest
+    ) -> policy_pb2.Policy: ...
+
+    def set_iam_policy(
+        self, *, request: iam_policy_pb2.SetIamPolicyRequest
+    ) -> policy_pb2.Policy: ...
+
+
 class Policies:
     """The IAM policy of a resource (a lake, a zone, a topic...), as far as ours: declared
     ``bindings`` (role -> members) are read back as the declared members the policy holds."""
 
-    def __init__(self, client):
+    def __init__(self, client: PolicyClient) -> None:
         self.client = client
 
-    def read(self, resource: plan.Resource) -> dict | None:
+    def read(self, resource: plan.Resource) -> dict[str, Any] | None:
         try:
             policy = self._get(resource.name)
         except exceptions.NotFound:
@@ -75,8 +89,10 @@ class Policies:
     def create(self, resource: plan.Resource) -> None:
         self._change(resource, grant=True)
 
-    def update(self, resource: plan.Resource, current: dict, fields: tuple[str, ...]) -> None:
+    def update(
+        self, resource: plan.Resource, current: dict[str, Any], fields: tuple[str, ...]
+    ) -> None:
         self._change(resource, grant=True)
 
-    def delete(self, resource: plan.Resource, current: dict) -> None:
+    def delete(self, resource: plan.Resource, current: dict[str, Any]) -> None:
         self._change(resource, grant=False)
