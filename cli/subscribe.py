@@ -5,11 +5,11 @@ created there first; with ``--project`` against Google Cloud.
 """
 
 import argparse
-import importlib.util
 import os
 import signal
 import subprocess
 import sys
+from importlib import resources
 from pathlib import Path
 
 from clickstream.cli.local import use_local_stack
@@ -17,7 +17,7 @@ from clickstream.core import names
 from clickstream.subscribers import options
 
 # The subscribers import the Pub/Sub and BigQuery clients (a second); handlers import them.
-PUSH_SOURCE = importlib.util.find_spec("clickstream.subscribers.push").origin  # for --source
+PUSH_SOURCE = str(resources.files("clickstream.subscribers") / "push.py")  # for --source
 
 
 def _pull(args: argparse.Namespace) -> None:

@@ -180,6 +180,7 @@ class Evaluator:
         self._change(incident)
 
     def _close(self, moment: float, why: str) -> None:
+        assert self.open is not None, "closing needs an open incident"
         incident = dataclasses.replace(
             self.open,
             state=incidents.CLOSED,

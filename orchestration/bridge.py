@@ -78,13 +78,6 @@ class Bridge:
     def _blobs(self) -> list[storage.Blob]:
         return list(self.client.list_blobs(self.bucket))
 
-    def deliver(self, blob: storage.Blob) -> int:
-        """POST the finalize event of ``blob`` to the function; its status code."""
-        headers, body = cloud_event(blob)
-        return requests.post(
-            self.url, data=body, headers=headers, timeout=TIMEOUT_SECONDS
-        ).status_code
-
     def poll(self) -> list[tuple[str, int, int]]:
         """Deliver every new generation; (object, generation, status) of each delivery."""
         done = []

@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import requests
 from google.auth.credentials import AnonymousCredentials
@@ -139,8 +140,8 @@ def _wait_for_dag(local: Local, processes: list[subprocess.Popen]) -> None:
         for process in processes:
             if process.poll() is not None:
                 raise OrchestrationError(
-                    f"{' '.join(process.args[:3])} exited ({process.returncode}); see "
-                    f"{local.home / 'logs'}"
+                    f"{' '.join(cast(list[str], process.args)[:3])} exited "
+                    f"({process.returncode}); see {local.home / 'logs'}"
                 )
         with contextlib.suppress(requests.RequestException):
             if requests.get(f"{api}/dags/{names.FILE_LANDED_DAG}", timeout=5).ok:

@@ -136,14 +136,14 @@ def announce_failure(**context) -> None:
         return
     ti = context["ti"]
     if ti.xcom_pull(task_ids="launch_request") is None:
-        error = "the launch request could not be built (task launch_request)"
+        failed = "the launch request could not be built (task launch_request)"
     elif ti.xcom_pull(task_ids="run_migration") is None:
-        error = f"migration job {file.job_name} failed or did not start (task run_migration)"
+        failed = f"migration job {file.job_name} failed or did not start (task run_migration)"
     else:
-        error = "the job's counts could not be read (task migration_counts)"
+        failed = "the job's counts could not be read (task migration_counts)"
     config = settings()
     job_id = ti.xcom_pull(task_ids="run_migration", key="job_id") or ""
-    publish(config, *landing.notification(file, landing.FAILED, job_id, error=error))
+    publish(config, *landing.notification(file, landing.FAILED, job_id, error=failed))
 
 
 @dag(
@@ -163,7 +163,11 @@ def clickstream_file_landed():
     conf = landed_file()
     request = launch_request(conf)
     if os.environ.get(LOCAL_DATAFLOW):  # the local stack: the same request, run locally
-        from local_dataflow import LocalFlexTemplateOperator, local_counts
+        # Beside this file in the DAGs folder, which Airflow puts on sys.path.
+        from local_dataflow import (  # type: ignore[import-not-found]
+            LocalFlexTemplateOperator,
+            local_counts,
+        )
 
         job = LocalFlexTemplateOperator(
             task_id="run_migration", body=request, command=os.environ[LOCAL_DATAFLOW]
