@@ -26,6 +26,7 @@ FOLDERS = (  # top-level folders that are packages, lowest layer first (tests/te
     "dashboard",
     "deploy",
     "local",
+    "fakes",
     "monitoring",
     "governance",
     "orchestration",

@@ -53,6 +53,8 @@ def _deploy(args: argparse.Namespace) -> None:
             dataset=args.dataset,
             airflow_api=args.airflow_api,
             worker_account=args.worker_account,
+            repository=args.repository,
+            tag=args.tag,
         )
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
@@ -129,6 +131,14 @@ def register(commands) -> None:
         "--airflow-api", default="v2", choices=["v2", "v1"], help="v2: Airflow 3; v1: Airflow 2"
     )
     deploy.add_argument("--worker-account", default="", help="Dataflow workers' service account")
+    deploy.add_argument(
+        "--repository",
+        default=names.IMAGE_REPOSITORY,
+        help="Artifact Registry repository of the template's image (as `template build`)",
+    )
+    deploy.add_argument(
+        "--tag", default=names.IMAGE_TAG, help="the template image's tag (as `template build`)"
+    )
     deploy.add_argument("--build-dir", default=str(Path("build", "orchestration")))
     deploy.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     deploy.set_defaults(run=_deploy)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from clickstream import pipelines
 from clickstream.cli.local import use_local_stack
-from clickstream.core import shell, templates
+from clickstream.core import names, shell, templates
 
 # clickstream.pipelines.catalog imports Beam (seconds); the handlers import it when they run.
 
@@ -61,12 +61,12 @@ def _run(args: argparse.Namespace) -> None:
 
 def _build(args: argparse.Namespace) -> None:
 
-    names = pipelines.names() if args.all else [args.name]
-    if not names[0]:
+    chosen = pipelines.names() if args.all else [args.name]
+    if not chosen[0]:
         raise SystemExit("error: name a template or pass --all")
     where = (args.project, args.region, args.bucket, args.repository, args.tag)
     _upload_package(args)
-    for name in names:
+    for name in chosen:
         try:
             templates.metadata(name)
         except FileNotFoundError as error:
@@ -122,7 +122,10 @@ def _upload_package(args: argparse.Namespace) -> None:
 
     package = image.build_package(Path("build", "package")).relative_to(Path.cwd())
     command = templates.package_upload_command(package, args.bucket)
-    print("# the catalog's package, for the Dataflow job builder (`clickstream template export`)")
+    print(
+        "# the catalog's package, for the Dataflow job builder: "
+        f"`clickstream template export --package {templates.package_url(args.bucket)}`"
+    )
     print(shell.line(command))
     if not args.dry_run:
         subprocess.run(command, check=True)
@@ -131,9 +134,8 @@ def _upload_package(args: argparse.Namespace) -> None:
 def _export(args: argparse.Namespace) -> None:
     from clickstream.pipelines import catalog
 
-    if not args.package.endswith(".tar.gz"):
-        raise SystemExit(f"error: --package {args.package!r}: the catalog's sdist (.tar.gz)")
     try:
+        templates.check_package(args.package)
         exported = catalog.export(args.name, parameters_of(args.param), args.package)
     except (templates.ParameterError, FileNotFoundError) as error:
         raise SystemExit(f"error: {error}") from None
@@ -213,8 +215,10 @@ def register(commands) -> None:
     build.add_argument("--project", required=True)
     build.add_argument("--region", required=True, help="e.g. europe-west1")
     build.add_argument("--bucket", required=True, help="bucket for template files (no gs://)")
-    build.add_argument("--repository", default="clickstream", help="Artifact Registry repository")
-    build.add_argument("--tag", default="latest", help="image tag")
+    build.add_argument(
+        "--repository", default=names.IMAGE_REPOSITORY, help="Artifact Registry repository"
+    )
+    build.add_argument("--tag", default=names.IMAGE_TAG, help="image tag")
     build.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     build.set_defaults(run=_build)
 
@@ -245,15 +249,17 @@ def register(commands) -> None:
         description="Renders the spec with the given parameters (checked against the "
         "metadata, defaults filled in), leaves out its tests and inlines the provider listing "
         "with the catalog's package in `packages`, so the Dataflow job builder (Load YAML) can "
-        "run it: its workers install the transforms from that package. `template build` "
-        "uploads the package to gs://BUCKET/templates/.",
+        "run it: Beam installs the transforms from that package with pip, which reads https "
+        "URLs, package requirements and local paths, not gs://. `template build` uploads the "
+        "package to gs://BUCKET/templates/ and prints its https URL.",
     )
     export.add_argument("name", help="template name, e.g. batch_migration")
     export.add_argument(
         "--package",
         required=True,
-        help="the catalog's sdist: gs://BUCKET/templates/clickstream_catalog-VERSION.tar.gz "
-        "(or a local path)",
+        help="the catalog's sdist as pip installs it: its https URL "
+        "(https://storage.googleapis.com/BUCKET/templates/clickstream_catalog-VERSION.tar.gz), "
+        "a requirement from a package repository, or a local path; not gs://",
     )
     export.add_argument("--output", default="-", help="file to write (default: standard output)")
     add_parameter_arguments(export)

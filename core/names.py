@@ -14,6 +14,9 @@ MIGRATION_PROCESS = "clickstream-batch-migration"  # the batch migration's linea
 # The local stack's stand-in for the Data Lineage API: the JSON-lines file lineage is written to.
 LINEAGE_FILE_ENV = "CLICKSTREAM_LINEAGE_FILE"
 FILE_LANDED_DAG = "clickstream_file_landed"  # the Airflow DAG that migrates one landed file
+MIGRATION_TEMPLATE = "batch_migration"  # the flex template the DAG launches per landed file
+IMAGE_REPOSITORY = "clickstream"  # the Artifact Registry repository of the templates' images
+IMAGE_TAG = "latest"  # the tag `clickstream template build` gives the images by default
 FILES_PROCESSED_TOPIC = "files-processed"  # the DAG announces each processed (or failed) file
 FILES_PROCESSED_SUBSCRIPTION = "files-processed-notify"  # `clickstream subscribe files` reads it
 

@@ -34,8 +34,10 @@ def examples(name: str) -> dict[str, Any]:
 
 def variables(name: str, given: dict[str, str], unchecked: tuple[str, ...] = ()) -> dict[str, str]:
     """The spec's jinja variables: the given parameters, checked against the metadata's regexes
-    (but those named in ``unchecked``), with the defaults of the optional ones. Raises
-    ParameterError naming the parameter."""
+    (but those named in ``unchecked``), with the optional ones left out taking their
+    ``defaultValue`` (empty when none: Dataflow passes nothing for them, and the metadata's
+    ``defaultValue`` only pre-fills the console's form). Raises ParameterError naming the
+    parameter."""
     parameters = {p["name"]: p for p in metadata(name)["parameters"]}
     unknown = sorted(set(given) - set(parameters))
     if unknown:
@@ -50,10 +52,9 @@ def variables(name: str, given: dict[str, str], unchecked: tuple[str, ...] = ())
                 raise ParameterError(f"parameter {key!r} is required: {parameter['helpText']}")
             result[key] = parameter.get("defaultValue", "")
             continue
-        value = given[key]
+        value = given[key]  # Dataflow checks a value given, empty or not, against the regexes
         for regex in [] if key in unchecked else parameter.get("regexes", []):
-            # Dataflow accepts an optional parameter left empty; so do we.
-            if not (value == "" and parameter.get("isOptional")) and not re.fullmatch(regex, value):
+            if not re.fullmatch(regex, value):
                 raise ParameterError(
                     f"parameter {key!r}: {value!r} does not match {regex} ({parameter['helpText']})"
                 )
@@ -89,7 +90,13 @@ def dataflow_options(name: str) -> DataflowOptions:
 
 
 def image(name: str, project: str, region: str, repository: str, tag: str) -> str:
+    """Template ``name``'s image in Artifact Registry: its launcher and its workers' container."""
     return f"{region}-docker.pkg.dev/{project}/{repository}/{IMAGE_NAME.format(name=name)}:{tag}"
+
+
+def image_name(reference: str) -> str:
+    """The image name of a reference, without registry, path, tag or digest."""
+    return reference.rsplit("/", 1)[-1].split("@", 1)[0].split(":", 1)[0]
 
 
 def build_commands(
@@ -118,6 +125,25 @@ def build_commands(
 def package_file() -> str:
     """The file name of the catalog's sdist (``deploy.image.build_package``)."""
     return f"clickstream_catalog-{importlib.metadata.version('clickstream-catalog')}.tar.gz"
+
+
+def package_url(bucket: str) -> str:
+    """The https URL of the catalog's sdist as ``package_upload_command`` uploads it: what the
+    job builder's ``packages`` names (pip reads https, not gs://)."""
+    return f"https://storage.googleapis.com/{bucket}/templates/{package_file()}"
+
+
+def check_package(reference: str) -> None:
+    """Refuse a package pip cannot install: Beam YAML's Python provider hands each entry of
+    ``packages`` to ``pip install`` as it is (``apache_beam/yaml/yaml_provider.py``,
+    ``PypiExpansionService``), and pip reads no ``gs://``."""
+    if reference.startswith("gs://"):
+        bucket, _, path = reference.removeprefix("gs://").partition("/")
+        raise ParameterError(
+            f"--package {reference}: pip cannot install from gs:// (Beam hands packages to pip "
+            f"as they are); give https://storage.googleapis.com/{bucket}/{path}, readable by the "
+            "job's launcher, or a requirement from a Python package repository"
+        )
 
 
 def package_upload_command(package: str | os.PathLike[str], bucket: str) -> list[str]:
@@ -172,17 +198,28 @@ def launch_request(
     """The body of Dataflow's ``flexTemplates.launch`` for template ``name`` (what
     ``DataflowStartFlexTemplateOperator`` sends): the parameters are checked against the
     metadata first (ParameterError) and sent as given, Dataflow filling in the defaults;
-    ``environment`` is its FlexTemplateRuntimeEnvironment (``sdkContainerImage``,
-    ``serviceAccountEmail``, ``tempLocation``, ...)."""
+    ``environment`` is its FlexTemplateRuntimeEnvironment (``serviceAccountEmail``,
+    ``tempLocation``, ...) and must name the template's image as ``sdkContainerImage``: without
+    it Dataflow's workers run the stock Beam SDK container, which lacks the catalog
+    (``FlexTemplateRuntimeEnvironment.sdkContainerImage`` in Dataflow's API reference)."""
     variables(name, parameters)
     if not JOB_NAME.fullmatch(job_name):
         raise ParameterError(f"job name {job_name!r} does not match {JOB_NAME.pattern}")
+    environment = dict(environment or {})
+    worker_image = environment.get("sdkContainerImage", "")
+    if image_name(worker_image) != IMAGE_NAME.format(name=name):
+        raise ParameterError(
+            f"environment.sdkContainerImage must be template {name}'s image "
+            f"(.../{IMAGE_NAME.format(name=name)}:TAG), not {worker_image or 'missing'!r}: "
+            "without it Dataflow's workers run the stock Beam SDK container, which lacks the "
+            "catalog's transforms"
+        )
     return {
         "launchParameter": {
             "jobName": job_name,
             "containerSpecGcsPath": template_file,
             "parameters": dict(parameters),
-            "environment": dict(environment or {}),
+            "environment": environment,
         }
     }
 

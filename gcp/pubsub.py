@@ -16,6 +16,13 @@ Four kinds of consumer, each with its policy (``POLICIES``):
 - ``kept``: the subscription of a dead-letter topic, named after it, which keeps what lands
   there (a topic alone drops it).
 
+Every subscription is declared never to expire (an ``expiration_policy`` without ``ttl``).
+Without one, Pub/Sub deletes a subscription after 31 days without activity
+(``Subscription.expirationPolicy`` in the API reference): a dead-letter subscription has no
+reader at all, and a pull subscriber stopped for a month would find its subscription gone and
+everything published since lost. The catalog's subscriptions are removed deliberately or not at
+all.
+
 ``resources`` declares them; ``adapters`` reads and changes them with the client library, on
 the emulator when ``PUBSUB_EMULATOR_HOST`` is set. On Google Cloud they are planned and applied
 whole, IAM included (``clickstream pubsub plan|apply``, ``clickstream.deploy.pubsub``); on the
@@ -42,6 +49,8 @@ MAX_DELIVERY_ATTEMPTS = 10  # then the message goes to the dead-letter topic
 MIN_RETRY_DELAY_SECONDS = 10  # redelivery backoff after a nack or a failed push (Google Cloud)
 MAX_RETRY_DELAY_SECONDS = 600
 RETENTION_DAYS = 7  # acked messages too: seeking back a few days replays them
+# An expiration policy without ttl (none at all: 31 days idle, deleted).
+NEVER_EXPIRES: dict[str, Any] = {}
 # The publisher's batching and flow control: bounded memory when Pub/Sub is slower than us.
 BATCH = {"max_messages": 1000, "max_bytes": 4_000_000, "max_latency": 0.05}
 FLOW_CONTROL = {"message_limit": 20_000, "byte_limit": 64_000_000}
@@ -124,6 +133,7 @@ def _subscription(project: str, declared: Subscription, cloud: bool) -> plan.Res
         "ack_deadline_seconds": policy.ack_deadline_seconds,
         "retain_acked_messages": True,
         "message_retention_duration": f"{RETENTION_DAYS * 86400}s",
+        "expiration_policy": NEVER_EXPIRES,
         "dead_letter_policy": dead_letter,  # None: it has none
         "retry_policy": retry,
     }

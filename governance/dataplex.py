@@ -155,12 +155,17 @@ class EntryAspects:
         }
         return {"aspects": ours} if ours else None
 
-    def _write(self, resource: plan.Resource, aspects: dict) -> None:
+    def _write(self, resource: plan.Resource, aspects: dict, delete_missing: bool = False) -> None:
+        """Write ``aspects`` to the keys we declare, no others (``aspect_keys``); with
+        ``delete_missing``, those of our keys that ``aspects`` lacks are removed: ``entries.patch``
+        keeps an existing aspect unless ``delete_missing_aspects`` is set (API reference,
+        ``UpdateEntryRequest.aspect_keys`` and ``.delete_missing_aspects``)."""
         self.client.update_entry(
             request={
                 "entry": {"name": resource.name, "aspects": aspects},
                 "update_mask": field_mask_pb2.FieldMask(paths=["aspects"]),
                 "aspect_keys": list(resource.fields["aspects"]),
+                "delete_missing_aspects": delete_missing,
             }
         )
 
@@ -189,7 +194,7 @@ class EntryAspects:
         self._write(resource, dict(resource.fields["aspects"]))
 
     def delete(self, resource: plan.Resource, current: dict) -> None:
-        self._write(resource, {})  # keys listed without a value are removed
+        self._write(resource, {}, delete_missing=True)
 
 
 def adapters(dataplex, catalog, **entry_wait) -> dict[str, plan.Adapter]:

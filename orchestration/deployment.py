@@ -16,9 +16,11 @@ comes first. Then two steps, in order:
   Composer environment's service account's rights (launch Dataflow jobs that run as the worker
   account, publish to the topic), then ``gcloud composer environments storage dags import``.
 - ``trigger_commands``: the trigger function (Cloud Run functions, gen2) on the bucket's
-  finalize events with retries, its service account allowed to call the Airflow REST API
-  (``roles/composer.user`` and Airflow's ``Op`` role), and the Cloud Storage service agent's
-  right to publish the events.
+  finalize events with retries, its service account allowed to receive the events
+  (``roles/eventarc.eventReceiver``: Eventarc requires it of a trigger on direct events other
+  than Pub/Sub's), to be invoked by Eventarc (``roles/run.invoker``) and to call the Airflow
+  REST API (``roles/composer.user`` and Airflow's ``Op`` role), and the Cloud Storage service
+  agent's right to publish the events.
 """
 
 import dataclasses
@@ -26,7 +28,7 @@ import json
 import shutil
 from pathlib import Path
 
-from clickstream.core import landing, names
+from clickstream.core import landing, names, templates
 from clickstream.deploy import subscribers
 
 HERE = Path(__file__).resolve().parent
@@ -54,6 +56,8 @@ class Target:
     topic: str = names.FILES_PROCESSED_TOPIC
     airflow_api: str = "v2"  # v2: Airflow 3; v1: Airflow 2
     worker_account: str = ""  # the Dataflow workers' service account (default: Compute's)
+    repository: str = names.IMAGE_REPOSITORY  # Artifact Registry repository of the image
+    tag: str = names.IMAGE_TAG  # the template image's tag (clickstream template build --tag)
 
     def __post_init__(self):
         if self.airflow_api not in ("v1", "v2"):
@@ -80,9 +84,18 @@ class Target:
     def trigger_account(self) -> str:
         return f"{TRIGGER_ACCOUNT}@{self.project}.iam.gserviceaccount.com"
 
+    @property
+    def worker_image(self) -> str:
+        """The migration template's image, which its workers must run (the launch's
+        ``sdkContainerImage``): the stock Beam container lacks the catalog."""
+        where = (self.project, self.region, self.repository, self.tag)
+        return templates.image(names.MIGRATION_TEMPLATE, *where)
+
     def settings(self) -> dict:
         """The DAG's ``clickstream_orchestration`` variable."""
-        environment = {"serviceAccountEmail": self.worker_account} if self.worker_account else {}
+        environment = {"sdkContainerImage": self.worker_image}
+        if self.worker_account:
+            environment["serviceAccountEmail"] = self.worker_account
         return {
             "project": self.project,
             "region": self.region,
@@ -184,6 +197,11 @@ def trigger_commands(target: Target, source: Path) -> list[list[str]]:
         target.gcloud(  # Eventarc delivers to the function as this account
             *("projects", "add-iam-policy-binding", target.project),
             *(f"--member=serviceAccount:{account}", "--role=roles/run.invoker"),
+            "--condition=None",
+        ),
+        target.gcloud(  # ...and receives the bucket's events as it (direct events need it)
+            *("projects", "add-iam-policy-binding", target.project),
+            *(f"--member=serviceAccount:{account}", "--role=roles/eventarc.eventReceiver"),
             "--condition=None",
         ),
         target.gcloud(  # Airflow's own access control: may trigger DAG runs

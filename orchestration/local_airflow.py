@@ -30,7 +30,7 @@ import requests
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
-from clickstream.core import names
+from clickstream.core import names, templates
 from clickstream.gcp import bigquery_tables, pubsub
 from clickstream.orchestration import bridge, deployment
 
@@ -71,12 +71,15 @@ class Local:
         return self.home / "dags"
 
     def settings(self) -> dict:
-        """The DAG's variable: the local project, its bucket holds the template files' place."""
+        """The DAG's variable: the local project, its bucket holds the template files' place;
+        the worker image is named as on Google Cloud (the stand-in runs the checked-out code)."""
+        where = (self.project, "local", names.IMAGE_REPOSITORY, "local")
         return {
             "project": self.project,
             "region": "local",
             "template_bucket": self.project,
             "dataset": self.dataset,
+            "environment": {"sdkContainerImage": templates.image(names.MIGRATION_TEMPLATE, *where)},
         }
 
     def airflow_env(self) -> dict[str, str]:

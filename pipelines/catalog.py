@@ -24,8 +24,10 @@ _LOG = logging.getLogger(__name__)
 def export(name: str, parameters: dict[str, str], package: str) -> str:
     """Spec ``name`` as one self-contained Beam YAML file for the Dataflow job builder: its
     parameters (checked, defaults filled in) rendered, its ``tests`` left out, and the
-    provider listing inlined with the catalog's package (``package``: a ``gs://`` path of the
-    sdist, or a local one) in ``packages``, so the transforms come from that package alone."""
+    provider listing inlined with the catalog's package (``package``: what pip installs, an
+    https URL of the sdist, a requirement or a local path; ``core.templates.check_package``) in
+    ``packages``, so the transforms come from that package alone."""
+    templates.check_package(package)
     path = pipelines.spec_path(name)
     rendered = yaml_transform.expand_jinja(
         path.read_text(), templates.variables(name, parameters), [str(path.parent)]

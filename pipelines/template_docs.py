@@ -48,7 +48,7 @@ def template_page(name: str) -> str:
     local = " ".join(
         f"--param {shlex.quote(f'{k}={v}')}" for k, v in templates.examples(name)["local"].items()
     )
-    package = f"gs://BUCKET/templates/{templates.package_file()}"
+    package = templates.package_url("BUCKET")
     if meta.get("streaming"):
         local_run = [
             "It streams until stopped (Ctrl-C drains it: everything received is written); a "
@@ -89,9 +89,11 @@ def template_page(name: str) -> str:
         "## Run from the Dataflow job builder",
         "",
         "The job builder runs Beam YAML and installs Python transforms from the provider's "
-        "`packages`. `template build` uploads the catalog's package beside the templates; "
-        "`template export` writes the spec as one file, parameters filled in and checked, that "
-        "names it:",
+        "`packages` with pip, which reads an https URL but not `gs://`. `template build` "
+        "uploads the catalog's package beside the templates; `template export` writes the spec "
+        "as one file, parameters filled in and checked, that names the package's https URL "
+        "(the job's launcher must be able to read it: see [the catalog]"
+        "(../catalog.md#the-dataflow-job-builder)):",
         "",
         "```bash",
         f"clickstream template export {name} --package {package} {params} --output {name}.yaml",

@@ -1,16 +1,16 @@
 """The Dataplex mesh, planned and applied through the real ``google-cloud-dataplex`` clients
-against a fake Dataplex on loopback (``fake_dataplex.py``): a fresh project's plan, idempotent
-apply, updates, replacements, IAM merges, late entries, ``validate_only``; the definitions in
-``metadata/``; the command line's bad input."""
+against a fake Dataplex on loopback (``clickstream.fakes.dataplex``): a fresh project's plan,
+idempotent apply, updates, replacements, IAM merges, late entries, ``validate_only``; the
+definitions in ``metadata/``; the command line's bad input."""
 
 import grpc
 import pytest
-from fake_dataplex import FakeDataplex
-from fake_grpc import Fault
 from google.api_core import exceptions
 
 from clickstream.cli import main
 from clickstream.core import contract
+from clickstream.fakes.dataplex import FakeDataplex
+from clickstream.fakes.server import Fault
 from clickstream.gcp import iam, plan
 from clickstream.governance import aspects, dataplex, docs, mesh
 
@@ -123,6 +123,18 @@ def test_every_curated_table_gets_its_aspects_with_values_from_metadata(fake):
     assert visits["my-project.global.clickstream-column@Schema.geolocation"].data[
         "classification"
     ] == ("PERSONAL")
+
+
+def test_deleting_our_aspects_removes_them_and_keeps_everyone_elses(fake):
+    used = applied(fake)
+    declared = next(r for r in mesh.resources(MESH) if r.kind == "entry-aspects")
+    entry = fake.entries[declared.name]
+    assert set(declared.fields["aspects"]) <= set(entry.aspects)
+    used["entry-aspects"].delete(declared, {})
+    left = fake.entries[declared.name].aspects
+    assert not set(declared.fields["aspects"]) & set(left)  # ours are gone
+    assert "dataplex-types.global.schema" in left  # Dataplex's own schema aspect is kept
+    assert used["entry-aspects"].read(declared) is None
 
 
 def test_the_governance_definition_covers_every_table_with_real_columns():

@@ -1,16 +1,17 @@
 """The batch migration's lineage (``gcp/lineage.py``): the real ``google-cloud-datacatalog-lineage``
-client against a fake Data Lineage API on loopback (``fake_lineage.py``), the local stack's
-lineage file, and the graph ``clickstream governance lineage`` prints of a local migration run."""
+client against a fake Data Lineage API on loopback (``clickstream.fakes.lineage``), the local
+stack's lineage file, and the graph ``clickstream governance lineage`` prints of a local
+migration run."""
 
 import datetime
 import json
 from pathlib import Path
 
 import pytest
-from fake_lineage import FakeLineage
 
 from clickstream.cli import main
 from clickstream.core import contract, names
+from clickstream.fakes.lineage import FakeLineage
 from clickstream.gcp import lineage
 from clickstream.governance import lineage_graph
 

@@ -2,9 +2,12 @@
 exactly the files templates/Dockerfile copies, installed with its RUN commands (pip check
 included), then its launcher run as Dataflow runs it, with the image's environment only."""
 
+import functools
+import http.server
 import json
 import subprocess
 import sys
+import threading
 import uuid
 from pathlib import Path
 
@@ -154,7 +157,8 @@ def test_an_exported_spec_runs_with_the_transforms_from_its_package_alone(
 ):
     """What the Dataflow job builder does with `clickstream template export`: Beam's own
     launcher, in an environment with Beam and the pinned requirements but not the catalog; the
-    provider's `packages` (a local path standing in for gs://) brings the transforms."""
+    provider's `packages` brings the transforms: pip fetches the package from its URL (served
+    over HTTP on loopback, standing in for https://storage.googleapis.com/...)."""
     from clickstream.local import emulators
 
     workspace = tmp_path_factory.mktemp("job-builder")
@@ -165,6 +169,12 @@ def test_an_exported_spec_runs_with_the_transforms_from_its_package_alone(
         beam_only, "import pkgutil; print(*pkgutil.iter_modules())"
     )
     package = image.build_package(workspace)
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0),
+        functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(package.parent)),
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/{package.name}"
     prefix = f"job-builder-{uuid.uuid4().hex[:6]}/"
     emulators.upload([str(lab_data / "visits-2024-07-0[1-3].jsonl")], prefix)
     dataset = f"job_builder_{uuid.uuid4().hex[:6]}"
@@ -175,7 +185,7 @@ def test_an_exported_spec_runs_with_the_transforms_from_its_package_alone(
         catalog.export(
             "batch_migration",
             {"input": f"gs://{stack.project}/{prefix}*.jsonl", "dataset": dataset},
-            str(package),
+            url,
         )
     )
     done = subprocess.run(
@@ -185,6 +195,7 @@ def test_an_exported_spec_runs_with_the_transforms_from_its_package_alone(
         env={"PATH": "/usr/bin:/bin", "HOME": str(Path.home()), **emulators.emulator_env()},
         capture_output=True, text=True, timeout=1200,
     )  # fmt: skip
+    server.shutdown()
     assert done.returncode == 0, done.stderr[-4000:]
     visits = sum(
         len(jsonlines.split(path.read_bytes()))

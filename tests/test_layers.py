@@ -17,7 +17,7 @@ LAYERS = (
     ("gcp",),  # Google Cloud through its client libraries: no Beam
     ("transforms",),  # Beam
     ("pipelines", "simulator", "subscribers", "dashboard"),  # companions of the specs
-    ("deploy", "local", "monitoring", "governance"),  # operations
+    ("deploy", "local", "fakes", "monitoring", "governance"),  # operations
     ("orchestration",),  # Composer: the DAG, its trigger, their deployment and local run
     ("cli",),
 )
@@ -30,6 +30,7 @@ FORBIDDEN = {  # third-party roots a package must not import, even lazily
     "dashboard": ("apache_beam",),
     "monitoring": ("apache_beam",),  # the drill runs its pipeline in a process of its own
     "orchestration": ("apache_beam",),  # the DAG runs in Composer, the trigger in Cloud Run
+    "fakes": ("apache_beam",),
 }
 
 
@@ -103,6 +104,15 @@ def test_imports_point_down(module):
                 f"{module} (layer {LAYER_OF[own]}) imports {imported} "
                 f"(layer {LAYER_OF[other]}): layers import only downwards"
             )
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if package_of(m) == "fakes"))
+def test_the_fakes_import_nothing_of_the_catalog(module):
+    """Google's services as Google documents them: written from its documentation, not from
+    the code they check."""
+    for imported in imports(MODULES[module]):
+        if imported.startswith("clickstream."):
+            assert package_of(imported) == "fakes", f"{module} imports {imported}"
 
 
 def test_no_import_cycles():

@@ -142,6 +142,8 @@ def test_an_unknown_state_is_refused():
 
 # The launch request and the job's counters
 
+WORKERS = {"sdkContainerImage": "europe-docker.pkg.dev/p/r/clickstream-batch_migration:1"}
+
 
 def test_the_launch_request_carries_exactly_the_file_and_checked_parameters():
     parameters = {"input": FILE.url, "dataset": "clickstream", "bigquery_project": "my-project"}
@@ -175,12 +177,27 @@ def test_the_launch_request_carries_exactly_the_file_and_checked_parameters():
 )
 def test_the_launch_request_refuses_what_the_template_would(parameters, problem):
     with pytest.raises(templates.ParameterError, match=problem):
-        templates.launch_request("batch_migration", "job", "gs://b/t.json", parameters)
+        templates.launch_request("batch_migration", "job", "gs://b/t.json", parameters, WORKERS)
 
 
 def test_the_launch_request_refuses_a_job_name_dataflow_would():
     with pytest.raises(templates.ParameterError, match="job name"):
-        templates.launch_request("batch_migration", "Job_1", "gs://b/t.json", {"input": FILE.url})
+        templates.launch_request(
+            "batch_migration", "Job_1", "gs://b/t.json", {"input": FILE.url}, WORKERS
+        )
+
+
+@pytest.mark.parametrize(
+    "environment",
+    [{}, {"serviceAccountEmail": "w@p.iam.gserviceaccount.com"}, {"sdkContainerImage": "r/x:1"}],
+)
+def test_the_launch_request_refuses_workers_without_the_templates_image(environment):
+    """Dataflow's workers run the stock Beam SDK container unless the launch names one
+    (FlexTemplateRuntimeEnvironment.sdkContainerImage), and that one lacks the catalog."""
+    with pytest.raises(templates.ParameterError, match="sdkContainerImage"):
+        templates.launch_request(
+            "batch_migration", "job", "gs://b/t.json", {"input": FILE.url}, environment
+        )
 
 
 def test_job_counters_are_the_committed_clickstream_ones_summed_over_steps():
@@ -362,7 +379,10 @@ def test_the_commands_put_the_project_before_what_goes_to_airflow(tmp_path):
         "template_bucket": "template-bucket",
         "dataset": "clickstream",
         "topic": "files-processed",
-        "environment": {},
+        "environment": {
+            "sdkContainerImage": "europe-west1-docker.pkg.dev/my-project/clickstream/"
+            "clickstream-batch_migration:latest"
+        },
     }
     imports = [c[-2] for c in commands if "import" in c]
     assert imports[-1].endswith(f"{names.FILE_LANDED_DAG}.py")  # the DAG after its core
@@ -376,6 +396,18 @@ def test_the_function_is_triggered_by_the_buckets_finalize_events_with_retries(t
     [variables] = [c for c in deploy if c.startswith("--set-env-vars=")]
     assert "AIRFLOW_API=v2" in variables and "AIRFLOW_AUTH=google" in variables
     assert "value(config.airflowUri)" in variables
+
+
+def test_the_triggers_account_may_receive_the_buckets_events_and_invoke_the_function(tmp_path):
+    """Eventarc delivers a Cloud Storage (direct) event only to a trigger whose service account
+    holds roles/eventarc.eventReceiver, and invokes the function as it (roles/run.invoker)."""
+    account = f"--member=serviceAccount:{target().trigger_account}"
+    roles = {
+        next(a.removeprefix("--role=") for a in c if a.startswith("--role="))
+        for c in deployment.trigger_commands(target(), tmp_path)
+        if "add-iam-policy-binding" in c and account in c
+    }
+    assert {"roles/eventarc.eventReceiver", "roles/run.invoker"} <= roles
 
 
 def test_a_bad_airflow_api_is_refused():

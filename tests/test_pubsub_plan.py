@@ -1,10 +1,9 @@
 """The catalog's Pub/Sub planned and applied (``clickstream pubsub``): the real Pub/Sub client
-against the emulator for topics and subscriptions, and against a fake IAM policy service on
-loopback (the emulator serves no IAM) for the grants Google Cloud gets."""
+against the emulator for the local stack, and, for Google Cloud, against the emulator behind
+``clickstream.fakes.pubsub``, which adds what Google Cloud has and the emulator lacks (IAM,
+expiration policies and their rules)."""
 
 import pytest
-from fake_grpc import FakeServer
-from fake_iam import FakePolicies
 from google.api_core import exceptions
 from google.cloud import pubsub_v1
 
@@ -12,39 +11,36 @@ from clickstream.cli import main as cli
 from clickstream.core import names
 from clickstream.deploy import pubsub as deployment
 from clickstream.deploy import subscribers
+from clickstream.fakes import pubsub as fake_pubsub
 from clickstream.gcp import iam, pubsub
 
 REGION, NUMBER = "europe-west1", "123456789"
 AGENT = f"serviceAccount:service-{NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com"
+DAY = 86400.0
 
 
-def exists(name: str) -> bool:
-    """Whether the emulator has the topic or subscription (Pub/Sub answers NOT_FOUND for the
-    IAM policy of a missing one)."""
-    try:
-        if "/topics/" in name:
-            pubsub_v1.PublisherClient().get_topic(topic=name)
-        else:
-            with pubsub_v1.SubscriberClient() as subscriber:
-                subscriber.get_subscription(subscription=name)
-    except exceptions.NotFound:
-        return False
-    return True
-
-
-class FakePubSubIam(FakePolicies):
-    """Pub/Sub's IAM policy calls, served on loopback (the emulator serves none)."""
+class Clock:
+    """Time that moves only when told to."""
 
     def __init__(self):
-        super().__init__(exists)
-        self.server = FakeServer(self.methods())
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 @pytest.fixture
-def iam_service(stack):
-    fake = FakePubSubIam()
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def iam_service(stack, clock, monkeypatch):
+    """Google Cloud's Pub/Sub: the emulator behind the fake front; clients point at the front."""
+    fake = fake_pubsub.FakePubSub(f"127.0.0.1:{stack.pubsub_port}", clock)
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", fake.address)
     yield fake
-    fake.server.stop()
+    fake.stop()
 
 
 def pubsub_command(capsys, *args: str) -> str:
@@ -52,10 +48,10 @@ def pubsub_command(capsys, *args: str) -> str:
     return capsys.readouterr().out
 
 
-def on_cloud(project: str, fake: FakePubSubIam) -> tuple[str, ...]:
+def on_cloud(project: str, fake: fake_pubsub.FakePubSub) -> tuple[str, ...]:
     return (
         *("--project", project, "--region", REGION, "--project-number", NUMBER),
-        *("--iam-endpoint", fake.server.address),
+        *("--iam-endpoint", fake.address),
     )
 
 
@@ -96,13 +92,13 @@ def test_google_cloud_plan_apply_twice_and_drift(capsys, stack, iam_service):
     assert push.dead_letter_policy.dead_letter_topic.endswith("/topics/visits-dead-letter")
     pull = names.subscription_path(project, names.PULL_SUBSCRIPTION)
     reader = f"serviceAccount:{target.account(subscribers.PULL_ACCOUNT)}"
-    assert iam_service.members(pull, "roles/pubsub.subscriber") == {AGENT, reader}
+    assert iam_service.iam.members(pull, "roles/pubsub.subscriber") == {AGENT, reader}
     dead = names.topic_path(project, "visits-dead-letter")
-    assert iam_service.members(dead, "roles/pubsub.publisher") == {AGENT}
+    assert iam_service.iam.members(dead, "roles/pubsub.publisher") == {AGENT}
 
     # Someone else's grant is kept; a changed setting is one update of that field.
     other = "user:analyst@example.com"
-    iam_service.grant(pull, "roles/pubsub.viewer", other)
+    iam_service.iam.grant(pull, "roles/pubsub.viewer", other)
     with pubsub_v1.SubscriberClient() as subscriber:
         subscriber.update_subscription(
             request={
@@ -114,8 +110,55 @@ def test_google_cloud_plan_apply_twice_and_drift(capsys, stack, iam_service):
     assert f"  ~ update    {pubsub.SUBSCRIPTION} {pull}\n      ack_deadline_seconds: 10" in drift
     assert drift.splitlines()[-1] == "Plan: 0 to create, 1 to update, 0 to replace, 13 unchanged."
     assert pubsub_command(capsys, "apply", *where).splitlines()[-1] == "Applied 1 changes."
-    assert iam_service.members(pull, "roles/pubsub.viewer") == {other}
-    assert iam_service.members(pull, "roles/pubsub.subscriber") == {AGENT, reader}
+    assert iam_service.iam.members(pull, "roles/pubsub.viewer") == {other}
+    assert iam_service.iam.members(pull, "roles/pubsub.subscriber") == {AGENT, reader}
+
+
+def test_no_subscription_of_the_catalog_expires_dead_letters_included(capsys, iam_service, clock):
+    """Pub/Sub deletes a subscription without an expiration policy after 31 idle days; the
+    dead-letter subscriptions have no reader, so they would go first and later dead letters
+    with them. The catalog declares every subscription never to expire."""
+    project = "pubsub-plan-expiry"
+    pubsub_command(capsys, "apply", *on_cloud(project, iam_service))
+    _, subscriber = iam_service.clients()
+    topic = names.topic_path(project, names.TOPIC)
+    someone = names.subscription_path(project, "someone-elses")
+    subscriber.create_subscription(name=someone, topic=topic)  # no policy: 31 days
+    clock.now += 32 * DAY
+    iam_service.sweep()
+    assert iam_service.expired == [someone]
+    target = subscribers.Target(project, REGION)
+    declared = [
+        r.name for r in deployment.cloud_resources(target, NUMBER) if r.kind == pubsub.SUBSCRIPTION
+    ]
+    assert any(name.endswith("-dead-letter") for name in declared)
+    for name in declared:
+        found = subscriber.get_subscription(subscription=name)
+        assert "expiration_policy" in found and "ttl" not in found.expiration_policy, name
+    assert "14 unchanged." in pubsub_command(capsys, "plan", *on_cloud(project, iam_service))
+
+
+def test_the_fake_applies_pubsubs_expiration_rules(iam_service, clock):
+    publisher, subscriber = iam_service.clients()
+    topic = "projects/expiry-rules/topics/visits"
+    publisher.create_topic(name=topic)
+    default = subscriber.create_subscription(
+        name=topic.replace("topics", "subscriptions"), topic=topic
+    )
+    assert default.expiration_policy.ttl.total_seconds() == 31 * DAY  # the default policy
+    with pytest.raises(exceptions.InvalidArgument, match=r"\[pubsub\.expiration-minimum\]"):
+        subscriber.create_subscription(
+            request={"name": "projects/expiry-rules/subscriptions/short", "topic": topic,
+                     "expiration_policy": {"ttl": "3600s"}}
+        )  # fmt: skip
+    clock.now += 30 * DAY
+    subscriber.get_subscription(subscription=default.name)  # an operation on it: activity
+    clock.now += 30 * DAY
+    iam_service.sweep()
+    assert iam_service.expired == []  # active 30 days ago: 31 not reached
+    clock.now += 2 * DAY
+    iam_service.sweep()
+    assert iam_service.expired == [default.name]
 
 
 def test_a_subscription_on_another_topic_is_replaced_only_when_allowed(capsys, stack, iam_service):
@@ -127,7 +170,9 @@ def test_a_subscription_on_another_topic_is_replaced_only_when_allowed(capsys, s
         subscriber.delete_subscription(subscription=pull)
         stray = names.topic_path(project, "elsewhere")
         pubsub_v1.PublisherClient().create_topic(name=stray)
-        subscriber.create_subscription(name=pull, topic=stray)
+        subscriber.create_subscription(
+            request={"name": pull, "topic": stray, "expiration_policy": pubsub.NEVER_EXPIRES}
+        )
     planned = pubsub_command(capsys, "plan", *where)
     assert f"-/+ replace   {pubsub.SUBSCRIPTION} {pull}" in planned
     assert "topic: " in planned and "(cannot change in place)" in planned

@@ -44,7 +44,9 @@ METADATA_SCHEMA = json.loads((ROOT / "templates" / "metadata.schema.json").read_
 def test_metadata_is_what_dataflow_reads(name):
     """Valid against the flex-template metadata schema, parsed strictly into Dataflow's own
     TemplateMetadata message (as gcloud flex-template build reads it), and complete by the
-    catalog's rules: every parameter typed and checked, every optional one with its default."""
+    catalog's rules: every parameter typed and checked, and a default, where one is declared,
+    one its own regexes accept (the console pre-fills the form with it, and Dataflow checks the
+    values it is given against the regexes)."""
     meta = templates.metadata(name)
     jsonschema.validate(meta, METADATA_SCHEMA)
     json_format.ParseDict(meta, dataflow_v1beta3.TemplateMetadata.pb()())
@@ -52,8 +54,10 @@ def test_metadata_is_what_dataflow_reads(name):
     for p in meta["parameters"]:
         assert {"isOptional", "paramType", "regexes"} <= set(p), p
         assert p["regexes"], f"{p['name']} has no regex"
-        if p["isOptional"]:
-            assert "defaultValue" in p, f"optional {p['name']} needs its default here"
+        if "defaultValue" in p:
+            assert p["isOptional"], f"{p['name']} is required: a default would never be used"
+            for regex in p["regexes"]:
+                assert re.fullmatch(regex, p["defaultValue"]), f"{p['name']}'s default"
 
 
 def test_the_metadata_schema_is_dataflows_message():
@@ -126,6 +130,19 @@ def test_parameters_are_checked_by_name():
         "dead_letter_table": "",
         "bigquery_project": "",
     }
+    with pytest.raises(templates.ParameterError, match=r"'bigquery_project': '' does not match"):
+        templates.variables("batch_migration", {"input": "gs://bucket/x", "bigquery_project": ""})
+
+
+def test_an_export_names_a_package_pip_can_install():
+    """Beam's YAML provider hands packages to pip as they are, and pip reads no gs://."""
+    with pytest.raises(templates.ParameterError) as refused:
+        catalog.export("batch_migration", {"input": "gs://bucket/x"}, "gs://b/templates/c.tar.gz")
+    assert "https://storage.googleapis.com/b/templates/c.tar.gz" in str(refused.value)
+    assert "\n" not in str(refused.value)
+    url = templates.package_url("b")
+    exported = yaml.safe_load(catalog.export("batch_migration", {"input": "gs://bucket/x"}, url))
+    assert {p["config"]["packages"][0] for p in exported["providers"]} == {url}
 
 
 def test_launcher_splits_parameters_from_beam_options():
@@ -197,7 +214,7 @@ def test_build_dry_run_prints_the_exact_commands():
 
 @pytest.mark.parametrize("name", NAMES)
 def test_export_is_one_self_contained_spec_for_the_job_builder(name):
-    package = "gs://my-bucket/templates/clickstream_catalog-0.1.0.tar.gz"
+    package = templates.package_url("my-bucket")
     exported = catalog.export(name, templates.example_parameters(name), package)
     assert "{{" not in exported and "{%" not in exported
     spec = yaml.safe_load(exported)
@@ -210,12 +227,14 @@ def test_export_is_one_self_contained_spec_for_the_job_builder(name):
 
 
 def test_export_refuses_what_the_launcher_would():
-    done = _cli("template", "export", "batch_migration", "--package", "gs://b/c.tar.gz",
+    done = _cli("template", "export", "batch_migration", "--package", templates.package_url("b"),
                 "--param", "input=gs://my-bucket/x.jsonl", "--param", "inptu=1")  # fmt: skip
     assert done.returncode != 0 and "unknown parameter 'inptu'" in done.stderr
-    done = _cli("template", "export", "batch_migration", "--package", "gs://b/c.whl",
+    done = _cli("template", "export", "batch_migration", "--package", "gs://b/c.tar.gz",
                 "--param", "input=gs://my-bucket/x.jsonl")  # fmt: skip
-    assert done.returncode != 0 and "sdist (.tar.gz)" in done.stderr
+    assert done.returncode != 0 and done.stderr.count("\n") == 1
+    assert "pip cannot install from gs://" in done.stderr
+    assert "give https://storage.googleapis.com/b/c.tar.gz" in done.stderr
 
 
 def _cli(*args):

@@ -17,9 +17,10 @@ event, with a run id derived from those three, so a redelivered event is no seco
 
 Settings: the Airflow variable ``clickstream_orchestration`` (JSON; or the environment variable
 ``AIRFLOW_VAR_CLICKSTREAM_ORCHESTRATION``): ``project``, ``region`` and ``template_bucket``
-(where ``gs://BUCKET/templates/batch_migration.json`` is) are required; ``dataset``, ``topic``
-and ``environment`` (the launch's FlexTemplateRuntimeEnvironment, e.g. ``sdkContainerImage``,
-``serviceAccountEmail``) are optional. Retry delay: ``[core] default_task_retry_delay``.
+(where ``gs://BUCKET/templates/batch_migration.json`` is) and ``environment`` (the launch's
+FlexTemplateRuntimeEnvironment, which must name the template's image as ``sdkContainerImage``,
+and may name ``serviceAccountEmail``) are required; ``dataset`` and ``topic`` are optional.
+Retry delay: ``[core] default_task_retry_delay``.
 
 The catalog's Beam-free core (``clickstream/core``, ``clickstream/metadata``) sits beside this
 file in the DAGs folder (``clickstream orchestrate deploy`` copies it there); nothing is computed
@@ -43,9 +44,8 @@ except ImportError:  # Airflow 2
 
 from clickstream.core import landing, names, templates
 
-TEMPLATE = "batch_migration"
 SETTINGS = "clickstream_orchestration"  # the Airflow variable (JSON)
-REQUIRED = ("project", "region", "template_bucket")
+REQUIRED = ("project", "region", "template_bucket", "environment")
 LOCAL_DATAFLOW = "CLICKSTREAM_LOCAL_DATAFLOW"  # the clickstream command: run locally instead
 PROJECT = "{{ var.json.clickstream_orchestration.project }}"
 REGION = "{{ var.json.clickstream_orchestration.region }}"
@@ -60,12 +60,11 @@ def settings() -> dict:
     if missing:
         raise AirflowFailException(
             f"Airflow variable {SETTINGS} lacks {', '.join(missing)} (JSON with "
-            f"{', '.join(REQUIRED)}; optional dataset, topic, environment)"
+            f"{', '.join(REQUIRED)}; optional dataset, topic)"
         )
     return {
         "dataset": names.DATASET,
         "topic": names.FILES_PROCESSED_TOPIC,
-        "environment": {},
         **given,
     }
 
@@ -94,10 +93,14 @@ def launch_request(conf: dict) -> dict:
     file, config = landing.LandedFile.from_conf(conf), settings()
     parameters = {"input": file.url, "dataset": config["dataset"]}
     parameters["bigquery_project"] = config["project"]
-    template_file = templates.template_file(TEMPLATE, config["template_bucket"])
+    template_file = templates.template_file(names.MIGRATION_TEMPLATE, config["template_bucket"])
     try:
         return templates.launch_request(
-            TEMPLATE, file.job_name, template_file, parameters, config["environment"]
+            names.MIGRATION_TEMPLATE,
+            file.job_name,
+            template_file,
+            parameters,
+            config["environment"],
         )
     except templates.ParameterError as error:
         raise AirflowFailException(str(error)) from None

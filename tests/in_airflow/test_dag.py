@@ -13,7 +13,13 @@ from airflow.models import DagBag
 
 DAG_ID = "clickstream_file_landed"
 CONF = {"bucket": "my-bucket", "object": "landing/visits-2024-07-01.jsonl", "generation": "42"}
-SETTINGS = {"project": "my-project", "region": "europe-west1", "template_bucket": "tpl-bucket"}
+IMAGE = "europe-west1-docker.pkg.dev/my-project/clickstream/clickstream-batch_migration:1"
+SETTINGS = {
+    "project": "my-project",
+    "region": "europe-west1",
+    "template_bucket": "tpl-bucket",
+    "environment": {"sdkContainerImage": IMAGE},
+}
 
 
 class NoNetwork(AssertionError):
@@ -107,13 +113,21 @@ def test_the_launch_request_is_for_exactly_the_landed_file(dag_module):
     }
     assert launch["jobName"] == landing.LandedFile.from_conf(CONF).job_name
     assert launch["containerSpecGcsPath"] == "gs://tpl-bucket/templates/batch_migration.json"
+    assert launch["environment"] == {"sdkContainerImage": IMAGE}  # the workers have the catalog
 
 
 def test_missing_settings_fail_without_retries(dag_module, monkeypatch):
     from airflow.sdk.exceptions import AirflowFailException
 
     monkeypatch.setenv("AIRFLOW_VAR_CLICKSTREAM_ORCHESTRATION", json.dumps({"project": "p"}))
-    with pytest.raises(AirflowFailException, match="lacks region, template_bucket"):
+    with pytest.raises(AirflowFailException, match="lacks region, template_bucket, environment"):
+        dag_module.launch_request.function(CONF)
+    without_image = {
+        **SETTINGS,
+        "environment": {"serviceAccountEmail": "w@p.iam.gserviceaccount.com"},
+    }
+    monkeypatch.setenv("AIRFLOW_VAR_CLICKSTREAM_ORCHESTRATION", json.dumps(without_image))
+    with pytest.raises(AirflowFailException, match="sdkContainerImage"):
         dag_module.launch_request.function(CONF)
 
 

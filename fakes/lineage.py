@@ -7,10 +7,11 @@ the API documents them."""
 import re
 
 import grpc
-from fake_grpc import FakeServer, Fault
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import datacatalog_lineage_v1 as lineage_v1
 from google.cloud.datacatalog_lineage_v1.services.lineage.transports import LineageGrpcTransport
+
+from clickstream.fakes.server import FakeServer, Fault
 
 _SERVICE = "google.cloud.datacatalog.lineage.v1.Lineage"
 _ID = re.compile(r"^[A-Za-z0-9_\-:.]{1,200}$")

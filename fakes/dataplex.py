@@ -11,8 +11,7 @@ import itertools
 import re
 
 import grpc
-from fake_grpc import FakeServer, Fault, Operations
-from fake_iam import FakePolicies
+import proto
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import dataplex_v1
 from google.cloud.dataplex_v1.services.catalog_service.transports import CatalogServiceGrpcTransport
@@ -21,6 +20,9 @@ from google.cloud.dataplex_v1.services.dataplex_service.transports import (
 )
 from google.longrunning import operations_pb2
 from google.protobuf import empty_pb2, timestamp_pb2
+
+from clickstream.fakes.iam import FakePolicies
+from clickstream.fakes.server import FakeServer, Fault, Operations
 
 MUTATING = ("Create", "Update", "Delete", "SetIamPolicy")  # prefixes of the calls that change
 PROJECT_NUMBER = "123456789012"
@@ -57,7 +59,7 @@ class FakeDataplex:
     """The fake's state: resources by name, IAM policies, BigQuery entries; ``server.calls``."""
 
     def __init__(self):
-        self.resources: dict[str, object] = {}  # lakes, zones, assets, aspect types by name
+        self.resources: dict[str, proto.Message] = {}  # lakes, zones, assets, aspect types
         self.iam = FakePolicies(lambda name: name in self.resources)
         self.policies = self.iam.policies
         self.entries: dict[str, dataplex_v1.Entry] = {}
@@ -274,7 +276,10 @@ class FakeDataplex:
             if path and path.removeprefix("Schema.") not in self.columns[entry.name]:
                 raise _invalid(f"aspect {key}: {path} is not a column of {entry.name}")
             if key not in request.entry.aspects:
-                updated.aspects.pop(key, None)
+                # entries.patch keeps an existing aspect that aspect_keys names but the entry
+                # lacks, unless delete_missing_aspects (API reference, UpdateEntryRequest).
+                if request.delete_missing_aspects:
+                    updated.aspects.pop(key, None)
                 continue
             aspect = request.entry.aspects[key]
             _check_data(
