@@ -30,6 +30,7 @@ FOLDERS = (  # top-level folders that are packages, lowest layer first (tests/te
     "monitoring",
     "governance",
     "orchestration",
+    "project",
     "cli",
 )
 PACKAGE_DATA = {

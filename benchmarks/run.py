@@ -30,13 +30,18 @@ def main() -> None:
     batch_migration.add_arguments(parser)
     subscriber_throughput.add_arguments(parser)
     args = parser.parse_args()
-    measured = []
+    measured, loaded = [], os.getloadavg()[0]
     for script in (batch_migration, subscriber_throughput):
         print(f"\n== {Path(script.__file__).name}")
         measured += script.measure(args)
     if args.readme:
         when = f"{datetime.date.today():%Y-%m-%d}, {os.cpu_count()} cores"
-        table = f"Measured {when}, one run of `{COMMAND}`:\n\n{markdown(measured)}"
+        load = ", ".join(f"{value:.1f}" for value in (loaded, os.getloadavg()[0]))
+        table = (
+            f"Measured {when} (load average {load} at start and end), one run of `{COMMAND}`: "
+            f"the median of {args.rounds} alternating rounds and their spread, on process CPU "
+            f"time unless the basis is wall:\n\n{markdown(measured)}"
+        )
         text = generated.fill(
             README.read_text(encoding="utf-8"), {"benchmark": lambda: table}, COMMAND
         )

@@ -1,4 +1,4 @@
-"""Subscriber throughput into the local emulators, beside the emulators' own limits, one run.
+"""Subscribers beside the emulators' own limits, over alternating rounds.
 
 Limits (no subscriber code; the same visits):
 - pubsub pull: the Pub/Sub emulator's streaming pull, each message acked at once, with the pull
@@ -7,24 +7,30 @@ Limits (no subscriber code; the same visits):
 - bigquery insert: streaming inserts of the visits' rows, 500 per request, one at a time;
   and, the bound of anything that writes each message on its own, one visit per request.
 
-Subscribers, end to end (messages already published, clock started when delivery starts):
-- pull: ``subscribers.pull.PullSubscriber`` in process, batches of 500, until all are acked
-  (a message is acked once its rows are written);
-- push: the push handler as Cloud Run runs it (Functions Framework) behind the emulator's push
-  subscription, until it has answered every message.
+Subscribers:
+- pull: ``subscribers.pull.PullSubscriber`` in process, batches of 500, until all are acked (a
+  message is acked once its rows are written), writing into a BigQuery stand-in that answers at
+  once (``bigquery_stand_in.py``, its own process: the writes are not the bottleneck), and, for
+  reference, into the BigQuery emulator;
+- push, its own cost: the push handler as the Functions Framework serves it (its WSGI app, in
+  process), each message a push envelope, writing into the stand-in: CPU per message;
+- push end to end (once, for reference): the handler behind the emulator's push subscription,
+  writing into the BigQuery emulator.
 
-The limits and the pull subscriber alternate over ``--rounds`` rounds (medians shown), the push
-side runs once. Then where the time goes: the visit model and the inserts, per pull batch and per
-push message, and the targets: the pull subscriber at 90% of what the Pub/Sub emulator delivers,
-the push handler at 10x the 13 visits/s it managed with a key lookup per message. Needs the local
-stack (``make up``); creates and deletes its own topics and datasets.
+Targets: the pull subscriber (writing into the stand-in) at 90% of what the Pub/Sub emulator's
+pull delivers, round by round (wall: both wait on the emulator); the push handler at 2,000
+messages per second per core (its CPU per message). Needs the local stack (``make up``); creates
+and deletes its own topics and datasets.
 
 Usage: python benchmarks/subscriber_throughput.py [--visits N] [--push-visits M] [--rounds R]
 """
 
 import argparse
+import base64
 import collections
+import contextlib
 import glob
+import logging
 import os
 import signal
 import socket
@@ -38,10 +44,12 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import functions_framework
+import orjson
 import requests
 import targets
 from google.cloud import pubsub_v1
-from targets import LAB_VISITS, Target
+from targets import LAB_VISITS, Rounds, Target, Timing, timed
 
 from clickstream.cli.local import use_local_stack
 from clickstream.core import contract, jsonlines, names, visit
@@ -51,29 +59,13 @@ from clickstream.local import emulators
 from clickstream.subscribers.pull import PullSubscriber
 
 ROOT = Path(__file__).resolve().parents[1]
+PUSH_SOURCE = ROOT / "subscribers" / "push.py"
 BATCH = 500
 WAIT = 300.0  # seconds any stage may take before the benchmark gives up
-PER_MESSAGE = 50  # messages written one by one to time the push handler's work
 
 
-PUSH_BEFORE = 13.0  # visits/s of the push handler when it ran a key lookup per message
-PUSH_TARGET, PULL_TARGET = 10.0, 0.9  # x that; share of the Pub/Sub emulator's pull limit
-
-
-class TimedWarehouse(Warehouse):
-    """A Warehouse that adds up the seconds spent writing, and the tables written."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.seconds: collections.Counter = collections.Counter()
-
-    def append(self, rows):
-        started = time.perf_counter()
-        try:
-            return super().append(rows)
-        finally:
-            self.seconds["write"] += time.perf_counter() - started
-            self.seconds["tables"] += sum(bool(list(table_rows)) for table_rows in rows.values())
+PUSH_TARGET = 2000.0  # messages/s per core of the push handler's own work
+PULL_TARGET = 0.9  # share of the Pub/Sub emulator's pull limit
 
 
 class Run:
@@ -226,17 +218,17 @@ def bigquery_insert_per_visit(run: Run, payloads: list[bytes]) -> float:
     return time.perf_counter() - started
 
 
-def pull_subscriber(run: Run, payloads: list[bytes]) -> tuple[float, TimedWarehouse, dict]:
-    subscription, dataset = run.subscription("pull"), run.dataset("pull")
+def pull_subscriber(run: Run, payloads: list[bytes], warehouse: Warehouse) -> float:
+    """Seconds until the pull subscriber, writing into ``warehouse``, acked every message."""
+    subscription = run.subscription("pull")
     run.publish(subscription, payloads)
-    warehouse = TimedWarehouse(dataset)
     subscriber = PullSubscriber(subscription, warehouse, batch_size=BATCH)
     started = time.perf_counter()
     subscriber.start()
     _wait(lambda: subscriber.stats["acked"] >= len(payloads), "the pull subscriber")
     took = time.perf_counter() - started
     subscriber.stop(timeout=60)
-    return took, warehouse, dict(subscriber.stats)
+    return took
 
 
 def push_subscriber(run: Run, payloads: list[bytes], log: Path) -> float:
@@ -273,26 +265,75 @@ def _answers(url: str) -> bool:
     return True
 
 
-def per_message(run: Run, payloads: list[bytes]) -> tuple[float, TimedWarehouse]:
-    """The push handler's work for one message (parse, then write one record), in process."""
-    warehouse = TimedWarehouse(run.dataset("per_message"))
-    started = time.perf_counter()
-    for number, payload in enumerate(payloads):
-        warehouse.write([visit.parse_visit(payload, f"pubsub:{number}")])
-    return time.perf_counter() - started, warehouse
+@contextlib.contextmanager
+def bigquery_stand_in():
+    """``bigquery_stand_in.py`` in its own process; yields its endpoint."""
+    port = _free_port()
+    command = [sys.executable, str(Path(__file__).with_name("bigquery_stand_in.py")), str(port)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE)
+    try:
+        process.stdout.readline()  # listening
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.kill()
+        process.wait()
 
 
-def _parse_seconds(payloads: list[bytes]) -> float:
-    started = time.perf_counter()
+@contextlib.contextmanager
+def bigquery_at(endpoint: str):
+    """BigQuery clients made within the block talk to ``endpoint``."""
+    saved = os.environ[bigquery_tables.EMULATOR_ENV]
+    os.environ[bigquery_tables.EMULATOR_ENV] = endpoint
+    try:
+        yield
+    finally:
+        os.environ[bigquery_tables.EMULATOR_ENV] = saved
+
+
+def push_app():
+    """The push handler's WSGI app, as the Functions Framework serves it; its log to nowhere."""
+    app = functions_framework.create_app(target="receive", source=str(PUSH_SOURCE))
+    for handler in logging.getLogger("clickstream.subscribers.push").handlers:
+        handler.setStream(open(os.devnull, "w"))  # noqa: SIM115 (for the process's life)
+    return app.test_client()
+
+
+def push_envelopes(payloads: list[bytes]) -> list[bytes]:
+    return [
+        orjson.dumps(
+            {
+                "message": {"data": base64.b64encode(p).decode(), "messageId": str(number)},
+                "subscription": "projects/bench/subscriptions/bench",
+            }
+        )
+        for number, p in enumerate(payloads)
+    ]
+
+
+def push_handler(client, envelopes: list[bytes]) -> None:
+    """Each envelope POSTed to the handler; every answer must be 200."""
+    for body in envelopes:
+        answer = client.post("/", data=body, content_type="application/json")
+        if answer.status_code != 200:
+            raise SystemExit(f"error: the push handler answered {answer.status_code}")
+
+
+def _waited(rounds: Rounds, name: str, run, items: int) -> None:
+    """Record the seconds ``run`` returns (its own clock: set-up left out) and its CPU."""
+    seconds: list[float] = []
+    cpu = timed(lambda: seconds.append(run())).cpu
+    rounds.add(name, Timing(seconds[0], cpu), items)
+
+
+def parse_all(payloads: list[bytes]) -> None:
     for number, payload in enumerate(payloads):
         visit.parse_visit(payload, f"pubsub:{number}")
-    return time.perf_counter() - started
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--visits", type=int, default=3000, help="visits for the pull side")
-    parser.add_argument("--push-visits", type=int, default=150, help="visits pushed")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of the pull side")
+    parser.add_argument("--push-visits", type=int, default=500, help="visits pushed a round")
+    targets.rounds_argument(parser)
     parser.add_argument("--input", default=LAB_VISITS, help="glob of JSON-lines files")
 
 
@@ -303,81 +344,67 @@ def measure(args: argparse.Namespace) -> list[Target]:
     n, m = len(payloads), len(pushed)
     use_local_stack()
     run = Run(emulators.settings().project)
-    print(f"{n:,} lab visits for the pull side ({args.rounds} rounds), {m:,} pushed")
-    seconds: dict[str, list[float]] = collections.defaultdict(list)
-    spent: collections.Counter = collections.Counter()
+    print(f"{n:,} lab visits for the pull side, {m:,} pushed, {args.rounds} alternating rounds")
+    rounds = Rounds()
     try:
-        for number in range(1, args.rounds + 1):
-            seconds["pull only"].append(pubsub_pull_only(run, payloads))
-            took, rows = bigquery_insert_only(run, payloads)
-            seconds["insert only"].append(took)
-            took, store, stats = pull_subscriber(run, payloads)
-            seconds["pull subscriber"].append(took)
-            spent.update(store.seconds)
-            spent.update(batches=stats["batches"], seconds=took)
-            print(
-                f"  round {number}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in seconds.items())
-            )
-        push_only = pubsub_push_only(run, pushed)
-        per_visit = bigquery_insert_per_visit(run, pushed)
+        with bigquery_stand_in() as stand_in:
+            envelopes = push_envelopes(pushed)
+            with bigquery_at(stand_in):  # the stand-in takes any dataset
+                fast, client = Warehouse("bench"), push_app()
+                push_handler(client, envelopes[:20])  # the first request makes its client
+            into = Warehouse(run.dataset("pull"))  # the BigQuery emulator
+            for number in range(1, args.rounds + 1):
+                _waited(rounds, "pull only", lambda: pubsub_pull_only(run, payloads), n)
+                _waited(rounds, "pull, stand-in", lambda: pull_subscriber(run, payloads, fast), n)
+                _waited(rounds, "pull, emulator", lambda: pull_subscriber(run, payloads, into), n)
+                _waited(rounds, "insert only", lambda: bigquery_insert_only(run, payloads)[0], n)
+                rounds.time("push handler", lambda: push_handler(client, envelopes), m)
+                rounds.print_round(number)
+        limits = {
+            "push only": m / pubsub_push_only(run, pushed),
+            "insert per visit": m / bigquery_insert_per_visit(run, pushed),
+        }
         with tempfile.TemporaryDirectory() as logs:
-            push_took = push_subscriber(run, pushed, Path(logs) / "push.log")
-        one_took, one_store = per_message(run, pushed[:PER_MESSAGE])
+            push_end_to_end = m / push_subscriber(run, pushed, Path(logs) / "push.log")
     finally:
         run.clean()
-
-    rate = {name: n / statistics.median(values) for name, values in seconds.items()}
-    pull_limit = min(rate["pull only"], rate["insert only"])
-    push_limit = min(m / push_only, m / per_visit)
-    print(f"\n{'':<58}{'visits/s':>10}")
+    rounds.print_table("message")
+    rate = {name: 1 / statistics.median(rounds.per_item(name, "wall")) for name in rounds.timings}
+    model = min(timed(lambda: parse_all(pushed)).cpu for _ in range(args.rounds))
+    tables = sum(bool(rows) for p in pushed for rows in visit.parse_visit(p, "t").rows.values()) / m
+    handler = statistics.median(rounds.per_item("push handler"))
+    print(f"\n{'':<62}{'visits/s':>10}")
     for label, value in (
         ("limit: Pub/Sub emulator, streaming pull only", rate["pull only"]),
-        ("limit: Pub/Sub emulator, push only (204 at once)", m / push_only),
-        (f"limit: BigQuery emulator, inserts only ({rows:,} rows)", rate["insert only"]),
-        ("limit: BigQuery emulator, inserts only, a visit per request", m / per_visit),
-        (f"pull subscriber, end to end (batches of {BATCH})", rate["pull subscriber"]),
-        ("push handler, end to end (emulator push subscription)", m / push_took),
+        ("limit: Pub/Sub emulator, push only (204 at once)", limits["push only"]),
+        ("limit: BigQuery emulator, inserts only (500 rows a request)", rate["insert only"]),
+        ("limit: BigQuery emulator, inserts only, a visit per request", limits["insert per visit"]),
+        (f"pull subscriber into the stand-in (batches of {BATCH})", rate["pull, stand-in"]),
+        ("pull subscriber into the BigQuery emulator", rate["pull, emulator"]),
+        ("push handler end to end (emulator push, BigQuery emulator)", push_end_to_end),
+        ("push handler's own work, per core (stand-in)", 1 / handler),
     ):
-        print(f"  {label:<56}{value:>10,.0f}")
+        print(f"  {label:<60}{value:>10,.0f}")
     print(
-        f"  pull: {rate['pull subscriber'] / pull_limit:.2f} of the slower limit; "
-        f"push: {m / push_took / push_limit:.2f} of its limit"
+        f"\npush handler, CPU per message: {1e6 * handler:,.0f} µs, of which the visit model "
+        f"{1e6 * model / m:,.0f} µs; the rest is Flask and {tables:.1f} insertAll requests "
+        "(one per table with rows) through the BigQuery client"
     )
-
-    batches = spent["batches"]
-    parse = args.rounds * _parse_seconds(payloads)
-    print(f"\npull, per batch of up to {BATCH} ({batches} batches over the rounds):")
-    _breakdown(spent, batches, parse)
-    print(f"  wall clock per batch  {1000 * spent['seconds'] / batches:7.1f} ms (writers overlap)")
-    k = min(PER_MESSAGE, m)
-    print(f"\npush, per message ({k} written one by one in process, {1000 * one_took / k:.0f} ms):")
-    _breakdown(one_store.seconds, k, _parse_seconds(pushed[:k]))
-    print(
-        f"  one message at a time: {k / one_took:.0f}/s at most; the emulator keeps about "
-        "2 pushes in flight, and the BigQuery emulator gains little from concurrency"
-    )
-
     return [
         Target(
-            "pull subscriber / Pub/Sub emulator's streaming pull",
-            rate["pull subscriber"] / rate["pull only"],
+            "pull subscriber (writes not the bottleneck) / emulator's pull",
+            tuple(rounds.ratios("pull only", "pull, stand-in", "wall")),
             PULL_TARGET,
             "x",
+            basis="wall",
         ),
         Target(
-            f"push handler / {PUSH_BEFORE:g} visits/s of a key lookup per message",
-            m / push_took / PUSH_BEFORE,
+            "push handler's own work (stand-in BigQuery), messages/s per core",
+            tuple(1 / cpu for cpu in rounds.per_item("push handler")),
             PUSH_TARGET,
-            "x",
+            "/s",
         ),
     ]
-
-
-def _breakdown(seconds: collections.Counter, writes: int, parse: float) -> None:
-    """Milliseconds per write: the visit model, the inserts (every table at once, no query)."""
-    tables = seconds["tables"] / writes
-    print(f"  visit model (parse)   {1000 * parse / writes:7.1f} ms")
-    print(f"  inserts ({tables:.1f} tables)   {1000 * seconds['write'] / writes:7.1f} ms")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from clickstream.cli import (
     migrate,
     monitoring,
     orchestrate,
+    project,
     pubsub,
     simulate,
     stream,
@@ -25,6 +26,7 @@ from clickstream.cli import (
 )
 
 COMMANDS = (
+    project,
     local,
     migrate,
     template,

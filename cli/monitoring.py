@@ -1,7 +1,10 @@
-"""``clickstream monitoring``: the denial-of-service drill's alerting as code. ``plan`` and
-``apply`` the log-based metrics, email channel, alert policy and dashboard on Google Cloud
-(``clickstream.monitoring.alerting``); ``drill`` runs the whole chain on the local stack; ``docs``
-regenerates the generated parts of docs/dos-drill.md."""
+"""``clickstream monitoring``: the catalog's alerting as code. ``plan`` and ``apply`` the
+denial-of-service drill's log-based metrics, email channel, policy and dashboard
+(``clickstream.monitoring.alerting``) and the production policies of every template and
+subscriber with their dashboard (``clickstream.monitoring.production``) on Google Cloud;
+``drill`` runs the DoS chain on the local stack, ``drill-backlog`` and ``drill-dead-letters``
+two production policies' local twins; ``docs`` regenerates the generated parts of
+docs/dos-drill.md and docs/alerts.md."""
 
 import argparse
 
@@ -33,6 +36,35 @@ def _alerting(args: argparse.Namespace, project: str):
         raise SystemExit(f"error: {error}") from None
 
 
+def _thresholds(settings: list[str]):
+    """The production thresholds, with each ``NAME=VALUE`` of --alert-threshold."""
+    import dataclasses
+
+    from clickstream.monitoring import production
+
+    known = {field.name for field in dataclasses.fields(production.Thresholds)}
+    given = {}
+    for setting in settings:
+        name, _, value = setting.partition("=")
+        if name not in known or not value.isdigit() or int(value) <= 0:
+            raise SystemExit(
+                f"error: --alert-threshold {setting!r} is not NAME=VALUE with a whole number "
+                f"above 0 and NAME one of {', '.join(sorted(known))}"
+            )
+        given[name] = int(value)
+    return production.Thresholds(**given)
+
+
+def declared(args: argparse.Namespace, project: str):
+    """Every alerting resource the arguments declare (DoS and production)."""
+    from clickstream.deploy import pubsub
+    from clickstream.monitoring import production
+
+    dos = _alerting(args, project)
+    thresholds = _thresholds(args.alert_threshold)
+    return production.resources(dos, pubsub.subscriptions(streaming=True), thresholds)
+
+
 def _check_credentials() -> None:
     import google.auth
     from google.auth.exceptions import DefaultCredentialsError
@@ -51,7 +83,7 @@ def _plan_or_apply(args: argparse.Namespace) -> None:
 
     if args.project is None:
         raise SystemExit(NO_PROJECT)
-    definition = _alerting(args, args.project)
+    resources = declared(args, args.project)
     if args.endpoint is None:
         _check_credentials()
     clients = adapters.Clients(args.endpoint)
@@ -64,7 +96,7 @@ def _plan_or_apply(args: argparse.Namespace) -> None:
 
     try:
         api = adapters.adapters(clients, args.project, propagation, waiting)
-        changes = plan.plan(definition.resources(), api)
+        changes = plan.plan(resources, api)
         print(plan.render(changes, limit=None))
         if args.action == "apply":
             done = plan.apply(
@@ -109,14 +141,16 @@ def register(commands) -> None:
     """Adds ``monitoring`` to the ``clickstream`` command."""
     monitoring = commands.add_parser(
         "monitoring",
-        help="alerting as code for the denial-of-service drill: plan, apply, drill",
-        description="The denial-of-service detector's alerting (lab Task 3.5): two log-based "
-        "metrics over its entries, an email notification channel, an alert policy and a Cloud "
-        "Monitoring dashboard, declared once. `plan` shows what `apply` would create, update or "
-        "replace in --project; `apply` does exactly that, so a second apply changes nothing. "
-        "`drill` runs Task 3.6 on the local stack: simulated traffic with a burst, the "
-        "detector, the policy's local twin and an email to a local mail server. See "
-        "docs/dos-drill.md.",
+        help="alerting as code: the DoS drill and every template and subscriber; drills",
+        description="The catalog's alerting, declared once: the denial-of-service detector's "
+        "(lab Task 3.5: two log-based metrics over its entries, an email notification channel, "
+        "an alert policy and a dashboard) and the production policies of every template and "
+        "subscriber on Google's metrics, with their dashboard, on the same channel. `plan` "
+        "shows what `apply` would create, update or replace in --project; `apply` does exactly "
+        "that, so a second apply changes nothing. `drill` runs Task 3.6 on the local stack "
+        "(simulated traffic with a burst, the detector, the policy's local twin and an email to "
+        "a local mail server); `drill-backlog` and `drill-dead-letters` run two production "
+        "policies' local twins. See docs/dos-drill.md and docs/alerts.md.",
     )
     actions = monitoring.add_subparsers(dest="action", required=True, metavar="ACTION")
     for action, summary in (
@@ -133,6 +167,14 @@ def register(commands) -> None:
         parser.add_argument("--email", required=True, help="address the alert emails go to")
         _alerting_arguments(parser)
         parser.add_argument(
+            "--alert-threshold",
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
+            help="a production threshold other than its default (docs/alerts.md lists them), "
+            "e.g. backlog_age=900; may be repeated",
+        )
+        parser.add_argument(
             "--wait-for-metrics",
             type=float,
             default=900.0,
@@ -144,11 +186,13 @@ def register(commands) -> None:
         parser.add_argument("--endpoint", help=argparse.SUPPRESS)
         parser.set_defaults(run=_plan_or_apply)
     _register_drill(actions)
+    _register_production_drills(actions)
     docs = actions.add_parser(
         "docs",
-        help="write the generated parts of docs/dos-drill.md",
-        description="Writes the parts of docs/dos-drill.md generated from the definitions: "
-        "the plan for a fresh project, the roles, the drill's commands.",
+        help="write the generated parts of docs/dos-drill.md and docs/alerts.md",
+        description="Writes the parts of docs/dos-drill.md and docs/alerts.md generated from "
+        "the definitions: the plan for a fresh project, the roles, the drill's commands, every "
+        "production alert and the thresholds.",
     )
     docs.add_argument("--check", action="store_true", help="only list what is stale")
     docs.set_defaults(run=_docs)
@@ -220,9 +264,10 @@ def _drill(args: argparse.Namespace) -> None:
 
 
 def _docs(args: argparse.Namespace) -> None:
+    from clickstream.deploy import pubsub
     from clickstream.monitoring import drill_docs
 
-    stale = drill_docs.write(check=args.check)
+    stale = drill_docs.write(pubsub.subscriptions(streaming=True), check=args.check)
     for path in stale:
         print(f"{'stale' if args.check else 'wrote'} {path}")
     if args.check and stale:
@@ -270,3 +315,71 @@ def _register_drill(actions) -> None:
         "--incidents", help=f"incidents file (default: STATE/{names.INCIDENTS_FILE})"
     )
     parser.set_defaults(run=_drill)
+
+
+def _production_drill(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from clickstream.cli.local import use_local_stack
+    from clickstream.local import emulators
+    from clickstream.monitoring import production_drill
+
+    smtp = _smtp(args.smtp)
+    state = emulators.settings().state_dir
+    settings = production_drill.Drill(
+        use_local_stack(),
+        workdir=state / f"{args.action}",
+        incidents=Path(args.incidents or state / names.INCIDENTS_FILE),
+        maildir=Path(args.maildir or state / names.DRILL_MAILBOX),
+        email=args.email,
+        smtp=smtp,
+        topic=args.topic,
+    )
+    run = {
+        "drill-backlog": production_drill.backlog,
+        "drill-dead-letters": production_drill.dead_letters,
+    }
+    try:
+        report = run[args.action](settings)
+    except RuntimeError as error:
+        raise SystemExit(f"error: {error}") from None
+    except KeyboardInterrupt:
+        raise SystemExit("drill stopped") from None
+    states = ", ".join(incident.state for incident in report.incidents) or "none"
+    print(f"incidents: {len(report.incidents)} ({states}); emails: {report.emails}")
+    if not report.passed:
+        raise SystemExit("error: the drill expected one incident, emailed once and closed")
+    print("passed: one incident, one email, closed")
+
+
+def _register_production_drills(actions) -> None:
+    from clickstream.monitoring import drill
+
+    for action, summary in (
+        (
+            "drill-backlog",
+            "stop the pull subscriber while the simulator publishes: the backlog-age "
+            "policy's twin opens an incident and emails once, then closes it when the "
+            "subscriber, started again, catches up",
+        ),
+        (
+            "drill-dead-letters",
+            "publish malformed visits to the running pull subscriber: the dead-letter-rows "
+            "policy's twin opens one incident, emails once, and closes it when no more come",
+        ),
+    ):
+        parser = actions.add_parser(
+            action,
+            help=summary.split(":")[0],
+            description=f"On the local stack: {summary}. The policy is the production one "
+            "(docs/alerts.md) with periods of seconds; the points come from a sampler of the "
+            "emulators. Needs `clickstream local up`.",
+        )
+        parser.add_argument("--email", default=drill.EMAIL, help="the alert's recipient")
+        parser.add_argument("--topic", default=names.TOPIC, help=f"topic (default: {names.TOPIC})")
+        parser.add_argument("--smtp", metavar="HOST:PORT", help="email through this SMTP server")
+        parser.add_argument("--maildir", help=f"the Maildir (default: STATE/{names.DRILL_MAILBOX})")
+        parser.add_argument(
+            "--incidents", help=f"incidents (default: STATE/{names.INCIDENTS_FILE})"
+        )
+        parser.set_defaults(run=_production_drill)

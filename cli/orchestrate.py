@@ -39,38 +39,6 @@ def _local(args: argparse.Namespace) -> None:
     print("stopped")
 
 
-def _deploy(args: argparse.Namespace) -> None:
-    from clickstream.deploy.subscribers import DeployError, execute
-    from clickstream.orchestration import deployment
-
-    try:
-        target = deployment.Target(
-            args.project,
-            args.region,
-            args.environment,
-            args.bucket,
-            args.template_bucket,
-            dataset=args.dataset,
-            airflow_api=args.airflow_api,
-            worker_account=args.worker_account,
-            repository=args.repository,
-            tag=args.tag,
-        )
-    except ValueError as error:
-        raise SystemExit(f"error: {error}") from None
-    build = Path(args.build_dir)
-    if args.what == "dags":
-        commands = deployment.dags_commands(target, deployment.stage_dags(build / "dags"))
-    else:
-        source = deployment.stage_function(build / "trigger-function")
-        commands = deployment.trigger_commands(target, source)
-    print(f"# {args.what}: {'dry run, nothing is run' if args.dry_run else 'running'}")
-    try:
-        execute(commands, args.dry_run)
-    except DeployError as error:
-        raise SystemExit(f"error: {error}") from None
-
-
 def _docs(args: argparse.Namespace) -> None:
     from clickstream.orchestration import docs_page
 
@@ -84,6 +52,8 @@ def _docs(args: argparse.Namespace) -> None:
 
 def register(commands) -> None:
     """Adds ``orchestrate`` and its actions to the ``clickstream`` command."""
+    from clickstream.cli import project
+
     orchestrate = commands.add_parser(
         "orchestrate",
         help="Composer runs the batch migration on each landed file (Lab Task 4)",
@@ -109,39 +79,11 @@ def register(commands) -> None:
     local.add_argument("--home", help="AIRFLOW_HOME (default: the stack's state dir/airflow)")
     local.set_defaults(run=_local)
 
-    deploy = actions.add_parser(
-        "deploy",
-        help="deploy to Cloud Composer: dags, trigger",
-        description="Prints (--dry-run) or runs the gcloud commands, in order: `dags` (the "
-        "DAG, the Beam-free core beside it, its settings and rights), then `trigger` (the Cloud "
-        "Run function on the bucket's finalize events). Staging happens in --build-dir in both "
-        "cases. First build the template (`clickstream template build batch_migration`) and "
-        "create the files-processed topic (`clickstream pubsub apply`).",
+    project.add_area_deploy(
+        actions,
+        "orchestration",
+        "deploy to Cloud Composer: the environment, the DAG with its settings, the trigger",
     )
-    deploy.add_argument("what", choices=["dags", "trigger"])
-    deploy.add_argument("--project", required=True)
-    deploy.add_argument("--region", required=True, help="the Composer environment's region")
-    deploy.add_argument("--environment", required=True, help="Composer environment name")
-    deploy.add_argument("--bucket", required=True, help="bucket files land in (no gs://)")
-    deploy.add_argument(
-        "--template-bucket", required=True, help="bucket of templates/batch_migration.json"
-    )
-    deploy.add_argument("--dataset", default=names.DATASET, help="BigQuery dataset")
-    deploy.add_argument(
-        "--airflow-api", default="v2", choices=["v2", "v1"], help="v2: Airflow 3; v1: Airflow 2"
-    )
-    deploy.add_argument("--worker-account", default="", help="Dataflow workers' service account")
-    deploy.add_argument(
-        "--repository",
-        default=names.IMAGE_REPOSITORY,
-        help="Artifact Registry repository of the template's image (as `template build`)",
-    )
-    deploy.add_argument(
-        "--tag", default=names.IMAGE_TAG, help="the template image's tag (as `template build`)"
-    )
-    deploy.add_argument("--build-dir", default=str(Path("build", "orchestration")))
-    deploy.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
-    deploy.set_defaults(run=_deploy)
 
     docs = actions.add_parser(
         "docs", help="generate docs/orchestration.md's message and command blocks"

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 from importlib import resources
-from pathlib import Path
 
 from clickstream.cli.local import use_local_stack
 from clickstream.core import names
@@ -109,36 +108,10 @@ def _files(args: argparse.Namespace) -> None:
         raise SystemExit(f"error: mailing failed: {error}") from None
 
 
-def _deploy(args: argparse.Namespace) -> None:
-    from clickstream.deploy import subscribers as deployment
-
-    target = deployment.Target(
-        args.project,
-        args.region,
-        dataset=args.dataset,
-        topic=args.topic,
-        bucket=args.bucket,
-        max_replicas=args.max_replicas,
-    )
-    build = Path(args.build_dir)
-    try:
-        if args.what == "accounts":
-            commands = deployment.accounts_commands(target)
-        elif args.what == "push":
-            commands = deployment.push_commands(target, deployment.stage_function(build))
-        else:
-            commands = deployment.pull_commands(target, deployment.stage_archive(build))
-    except ValueError as error:
-        raise SystemExit(f"error: {error}") from None
-    print(f"# {args.what}: {'dry run, nothing is run' if args.dry_run else 'running'}")
-    try:
-        deployment.execute(commands, args.dry_run)
-    except deployment.DeployError as error:
-        raise SystemExit(f"error: {error}") from None
-
-
 def register(commands) -> None:
     """Adds ``subscribe`` and its actions to the ``clickstream`` command."""
+    from clickstream.cli import project
+
     subscribe = commands.add_parser(
         "subscribe",
         help="the Pub/Sub subscribers: run push or pull, publish visits, deploy",
@@ -203,23 +176,8 @@ def register(commands) -> None:
     files.add_argument("--smtp-port", type=int, default=25, help="mail relay port (default 25)")
     files.set_defaults(run=_files)
 
-    deploy = actions.add_parser(
-        "deploy",
-        help="deploy on Google Cloud: accounts, push (Cloud Run function), pull (instance group)",
-        description="Prints (--dry-run) or runs the gcloud and bq commands, in order: "
-        "`accounts` first (service accounts, BigQuery grants), then the topics and "
-        "subscriptions (`clickstream pubsub apply`), then `push` and/or `pull`. A create whose "
-        "resource exists already is kept, so a deployment can be run again. Staging (the "
-        "function's directory, the VMs' code archive) happens in --build-dir in both cases. "
-        "See deploy/subscribers.py for the service accounts and their roles.",
+    project.add_area_deploy(
+        actions,
+        "subscribers",
+        "deploy on Google Cloud: the push function and the pull instance group",
     )
-    deploy.add_argument("what", choices=["accounts", "push", "pull"])
-    deploy.add_argument("--project", required=True)
-    deploy.add_argument("--region", required=True, help="e.g. europe-west1")
-    deploy.add_argument("--dataset", default=names.DATASET, help="BigQuery dataset")
-    deploy.add_argument("--topic", default=names.TOPIC)
-    deploy.add_argument("--bucket", help="pull: bucket (no gs://) for the VMs' code")
-    deploy.add_argument("--max-replicas", type=int, default=5, help="pull: most VMs")
-    deploy.add_argument("--build-dir", default=str(Path("build", "subscribers")))
-    deploy.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
-    deploy.set_defaults(run=_deploy)

@@ -90,8 +90,10 @@ def _launch_local(args: argparse.Namespace) -> None:
             raise SystemExit(
                 f"error: {args.name} is a streaming template: `clickstream stream {args.name}`"
             )
-        # What Dataflow's launcher checks and fills in before the container starts.
-        parameters = templates.variables(args.name, parameters_of(args.param))
+        # Dataflow checks the parameters given against the metadata and passes only those to
+        # the launcher (a metadata default pre-fills the console's form, nothing more).
+        parameters = parameters_of(args.param)
+        templates.variables(args.name, parameters)
     except (templates.ParameterError, FileNotFoundError) as error:
         raise SystemExit(f"error: {error}") from None
     use_local_stack()
@@ -230,9 +232,9 @@ def register(commands) -> None:
         "templates/requirements.txt, the catalog installed from its own build context, pip "
         "check), then runs the image's launcher (templates/main.py) with the image's "
         "environment variables and the parameters as Dataflow's launcher passes them "
-        "(--name=value, checked against the metadata and completed with its defaults; unknown "
-        "ones refused), against the local stack. Prints how long the environment took to "
-        "build and the pipeline to start. Arguments after `--` go to Beam (default "
+        "(--name=value, those given, checked against the metadata; unknown ones refused), "
+        "against the local stack. Prints how long the environment took to build and the "
+        "pipeline to start. Arguments after `--` go to Beam (default "
         f"{LOCAL_BATCH_RUNNER}).",
     )
     launch.add_argument("name", help="batch template, e.g. batch_migration")

@@ -17,8 +17,19 @@ FILE_LANDED_DAG = "clickstream_file_landed"  # the Airflow DAG that migrates one
 MIGRATION_TEMPLATE = "batch_migration"  # the flex template the DAG launches per landed file
 IMAGE_REPOSITORY = "clickstream"  # the Artifact Registry repository of the templates' images
 IMAGE_TAG = "latest"  # the tag `clickstream template build` gives the images by default
+COMPOSER_ENVIRONMENT = "clickstream"  # the Cloud Composer environment that runs the DAG
+PUSH_FUNCTION = "clickstream-push"  # the push subscriber's Cloud Run function (and service)
+TRIGGER_FUNCTION = "clickstream-file-landed"  # the function that starts a DAG run per file
+# The service accounts (ids) of the catalog's runtime identities (deploy/access.py).
+DATAFLOW_ACCOUNT = "clickstream-dataflow"  # the Dataflow workers (and flex-template launchers)
+COMPOSER_ACCOUNT = "clickstream-composer"  # the Composer environment
+TRIGGER_ACCOUNT = "clickstream-trigger"  # the storage trigger (receives events, calls Airflow)
+PUSH_ACCOUNT = "clickstream-push"  # the push subscriber's runtime
+INVOKER_ACCOUNT = "clickstream-push-invoker"  # the identity in the push subscription's token
+PULL_ACCOUNT = "clickstream-pull"  # the pull subscriber's VMs
 FILES_PROCESSED_TOPIC = "files-processed"  # the DAG announces each processed (or failed) file
 FILES_PROCESSED_SUBSCRIPTION = "files-processed-notify"  # `clickstream subscribe files` reads it
+PULL_GROUP = "clickstream-pull"  # the pull subscriber's managed instance group
 
 
 def dead_letter_topic(topic: str) -> str:

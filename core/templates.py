@@ -81,6 +81,11 @@ class DataflowOptions:
         return [*flags, "--enable-streaming-engine"] if self.streaming_engine else flags
 
 
+def template_names() -> list[str]:
+    """The catalog's templates, by name (each has its Dataflow options)."""
+    return sorted(contract.read_json("dataflow_options.json"))
+
+
 def dataflow_options(name: str) -> DataflowOptions:
     """The default Dataflow options of template ``name``."""
     options = contract.read_json("dataflow_options.json")
@@ -155,6 +160,12 @@ def template_file(name: str, bucket: str) -> str:
     return f"gs://{bucket}/templates/{name}.json"
 
 
+def job_prefix(name: str) -> str:
+    """How the names of template ``name``'s jobs begin when launched by ``run_command``
+    (``batch-migration-20240701-090000``)."""
+    return name.replace("_", "-") + "-"
+
+
 def run_command(
     name: str,
     project: str,
@@ -166,9 +177,14 @@ def run_command(
 ) -> list[str]:
     """``gcloud dataflow flex-template run`` for the template with these parameters; the image
     also serves as the workers' SDK container."""
-    job = name.replace("_", "-")
     command = [
-        *("gcloud", "dataflow", "flex-template", "run", f"{job}-$(date +%Y%m%d-%H%M%S)"),
+        *(
+            "gcloud",
+            "dataflow",
+            "flex-template",
+            "run",
+            f"{job_prefix(name)}$(date +%Y%m%d-%H%M%S)",
+        ),
         *("--project", project, "--region", region),
         *("--template-file-gcs-location", template_file(name, bucket)),
     ]

@@ -11,22 +11,26 @@ Rules:
 - Timestamps become UTC; a timestamp without a zone is read as UTC.
 - Keys are deterministic: ``visit_id`` is a hash of the normalised visit, events are keyed by
   ``(visit_id, event_index)``, so every path gives the same visit the same keys.
+
+Validation, both compiled from ``metadata/visit.schema.json``: jsonschema-rs (Rust) judges the
+whole visit, events included, in one call; only a visit it rejects is checked again, envelope and
+events one by one, by fastjsonschema's validators, whose messages are the dead letters' reasons.
+Both implement draft-07, so the verdicts agree (``tests/test_visit_schema.py``).
 """
 
-import collections
 import copy
 import dataclasses
 import datetime
 import decimal
 import functools
 import hashlib
-import operator
 import typing
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
 import fastjsonschema
+import jsonschema_rs
 import orjson
 
 from clickstream.core import contract
@@ -40,6 +44,7 @@ _BOM = "\ufeff"
 _CENT = decimal.Decimal("1e-9")  # BigQuery NUMERIC scale: drops float artifacts, keeps cents
 _NUMERIC = decimal.Context(prec=38)  # BigQuery NUMERIC precision
 _NUMERIC_LIMIT = decimal.Decimal("1e29")  # NUMERIC holds 29 digits before the point
+_ZERO = decimal.Decimal(0)
 
 
 Validator = Callable[[object], object]  # raises fastjsonschema.JsonSchemaValueException
@@ -69,6 +74,8 @@ def _compile_validators() -> tuple[Validator, Validator, dict[str, Validator]]:
 
 
 _validate_envelope, _validate_event, _validate_details = _compile_validators()
+# Whether a decoded record is a visit that holds the schema, events included.
+holds_schema = jsonschema_rs.validator_for(contract.visit_schema()).is_valid
 
 
 @dataclasses.dataclass
@@ -150,7 +157,6 @@ def _numeric(value: float | int) -> decimal.Decimal:
     return number
 
 
-@functools.lru_cache(maxsize=8192)
 def _line_amount(price: decimal.Decimal, quantity: int) -> decimal.Decimal:
     """price x quantity. Raises ValueError beyond NUMERIC's range."""
     amount = _NUMERIC.multiply(price, int(quantity))
@@ -171,8 +177,9 @@ def _page_path(url: str) -> str:
 
 
 def _coordinates(geolocation: object) -> tuple[float | None, float | None]:
+    latitude, _, longitude = str(geolocation).partition(",")
     try:
-        lat, lng = (float(part) for part in str(geolocation).split(","))
+        lat, lng = float(latitude), float(longitude)
     except ValueError:
         return None, None
     if -90 <= lat <= 90 and -180 <= lng <= 180:
@@ -182,6 +189,10 @@ def _coordinates(geolocation: object) -> tuple[float | None, float | None]:
 
 def decode(payload: bytes | str) -> object:
     """Bytes or text of one record to its JSON value. Raises ValueError with a short reason."""
+    try:  # what orjson reads as it is (UTF-8, JSON whitespace around) reads the same below
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        pass
     if isinstance(payload, bytes):
         try:
             payload = payload.decode("utf-8")
@@ -254,14 +265,28 @@ def event_rows(
 
 
 def _product_line(details: dict[str, Any]) -> dict[str, Any]:
-    price = _numeric(details["price"])
+    return _priced_product(
+        details["product_id"],
+        details.get("product_name"),
+        details.get("category"),
+        details["price"],
+        details["quantity"],
+    )
+
+
+@functools.lru_cache(maxsize=8192, typed=True)  # a shop sells few products, at few prices
+def _priced_product(
+    product_id: str, name: str | None, category: str | None, price: float, quantity: int
+) -> dict[str, Any]:
+    """The product columns of a cart_adds or purchase_items row (merged into it, never shared)."""
+    number = _numeric(price)
     return {
-        "product_id": details["product_id"],
-        "product_name": details.get("product_name"),
-        "category": details.get("category"),
-        "price": _numeric_text(price),
-        "quantity": int(details["quantity"]),  # draft-07 integers include 2.0
-        "line_amount": _numeric_text(_line_amount(price, details["quantity"])),
+        "product_id": product_id,
+        "product_name": name,
+        "category": category,
+        "price": _numeric_text(number),
+        "quantity": int(quantity),  # draft-07 integers include 2.0
+        "line_amount": _numeric_text(_line_amount(number, quantity)),
     }
 
 
@@ -285,35 +310,45 @@ def _unwrap(raw: object) -> Any:
 
 def _check_line_amounts(event: dict[str, Any]) -> None:
     """Raises ValueError when a price x quantity does not fit BigQuery NUMERIC."""
-    kind, details = event["event_type"], event["details"]
-    lines = (
-        [details] if kind == "add_item_to_cart" else details["items"] if kind == "purchase" else ()
-    )
-    for line in lines:
-        _line_amount(_numeric(line["price"]), line["quantity"])
+    kind = event["event_type"]
+    if kind == "add_item_to_cart":
+        _product_line(event["details"])
+    elif kind == "purchase":
+        for line in event["details"]["items"]:
+            _product_line(line)
 
 
-def normalise_event(raw: object) -> NormalisedEvent:
-    """Unwrap, validate and convert one event; a rejected one carries the reason."""
-    event = _unwrap(raw)
+def _event_fault(event: object) -> str:
+    """Why an (unwrapped) event breaks the schema, or "" when it does not."""
     try:
         _validate_event(event)
     except fastjsonschema.JsonSchemaValueException as error:
-        return NormalisedEvent(raw, None, None, _reason(error, "event"))
+        return _reason(error, "event")
     try:
         _validate_details[event["event_type"]](event["details"])
     except fastjsonschema.JsonSchemaValueException as error:
-        return NormalisedEvent(raw, None, None, _reason(error, "event.details"))
+        return _reason(error, "event.details")
+    return ""
+
+
+def normalise_event(raw: object, checked: bool = False) -> NormalisedEvent:
+    """Unwrap, validate (unless ``checked``: its visit holds the schema) and convert one event;
+    a rejected one carries the reason."""
+    event = _unwrap(raw)
+    fault = "" if checked else _event_fault(event)
+    if fault:
+        return NormalisedEvent(raw, None, None, fault)
     try:
         moment, stamp = _utc(event["timestamp"])
     except ValueError as error:
         return NormalisedEvent(
             raw, None, None, f"invalid timestamp {event['timestamp']!r}: {error}"
         )
-    try:
-        _check_line_amounts(event)
-    except ValueError as error:
-        return NormalisedEvent(raw, None, None, str(error))
+    if event["event_type"] != "page_view":
+        try:
+            _check_line_amounts(event)
+        except ValueError as error:
+            return NormalisedEvent(raw, None, None, str(error))
     return NormalisedEvent(raw, {**event, "timestamp": stamp}, moment)
 
 
@@ -321,16 +356,20 @@ class InvalidVisit(ValueError):
     """A record that cannot be a visit; the message is the reason kept in the dead letter."""
 
 
-def read_visit(payload: bytes | str) -> dict[str, Any]:
-    """Decode one record and check it against the visit schema, events aside."""
+def read_visit(payload: bytes | str) -> tuple[dict[str, Any], bool]:
+    """Decode one record and check it against the visit schema: (the visit, whether its events
+    hold the schema too; if not, each is checked alone by ``normalise_event``). Raises
+    InvalidVisit when the record is not a visit."""
     visit = decode(payload)
     if not isinstance(visit, dict):
         raise InvalidVisit(f"not a visit: a JSON {type(visit).__name__}, expected an object")
+    if holds_schema(visit):
+        return visit, True
     try:
         _validate_envelope(visit)
     except fastjsonschema.JsonSchemaValueException as error:
         raise InvalidVisit(_reason(error, "visit")) from None
-    return visit
+    return visit, False
 
 
 def visit_key(visit: dict[str, Any], events: list[NormalisedEvent]) -> str:
@@ -345,20 +384,17 @@ def visit_row(
     visit: dict[str, Any], visit_id: str, events: list[NormalisedEvent]
 ) -> dict[str, Any]:
     """The ``visits`` row: the visit's attributes and what became of its events."""
-    timed = [(e.moment, e.event) for e in events if e.moment is not None and e.event is not None]
-    valid = [event for _, event in timed]
-    first = min(timed, key=operator.itemgetter(0))[1] if timed else None
-    last = max(timed, key=operator.itemgetter(0))[1] if timed else None
-    kinds = collections.Counter(event["event_type"] for event in valid)
-    amount = functools.reduce(
-        _NUMERIC.add,
-        (
-            _numeric(event["details"]["amount"])
-            for event in valid
-            if event["event_type"] == "purchase"
-        ),
-        decimal.Decimal(0),
-    )
+    valid = [e for e in events if e.event is not None]
+    kinds = [e.event["event_type"] for e in valid]
+    counts = {kind: kinds.count(kind) for kind in EVENT_TABLES}
+    amount = _ZERO
+    if counts["purchase"]:
+        for kind, normalised in zip(kinds, valid, strict=True):
+            if kind == "purchase":
+                amount = _NUMERIC.add(amount, _numeric(normalised.event["details"]["amount"]))
+    moments = [e.moment for e in valid]
+    first = valid[moments.index(min(moments))] if valid else None
+    last = valid[moments.index(max(moments))] if valid else None
     latitude, longitude = _coordinates(visit.get("geolocation"))
     return {
         "visit_id": visit_id,
@@ -369,12 +405,12 @@ def visit_row(
         "geolocation": visit.get("geolocation"),
         "latitude": latitude,
         "longitude": longitude,
-        "visit_start": first["timestamp"] if first else None,
-        "visit_end": last["timestamp"] if last else None,
+        "visit_start": first.event["timestamp"] if first else None,
+        "visit_end": last.event["timestamp"] if last else None,
         "event_count": len(events),
-        "page_view_count": kinds["page_view"],
-        "cart_add_count": kinds["add_item_to_cart"],
-        "purchase_count": kinds["purchase"],
+        "page_view_count": counts["page_view"],
+        "cart_add_count": counts["add_item_to_cart"],
+        "purchase_count": counts["purchase"],
         "rejected_event_count": len(events) - len(valid),
         "purchase_amount": _numeric_text(amount) if amount < _NUMERIC_LIMIT else None,
     }
@@ -384,11 +420,11 @@ def parse_visit(payload: bytes | str, source: str) -> ParsedRecord:
     """Parse one record (a JSON line or a Pub/Sub message) into rows for every table."""
     rows = _empty_rows()
     try:
-        visit = read_visit(payload)
+        visit, checked = read_visit(payload)
     except ValueError as error:
         rows["dead_letter"].append(dead_letter_row(payload, source, str(error)))
         return ParsedRecord(rows)
-    events = [normalise_event(raw) for raw in visit["events"]]
+    events = [normalise_event(raw, checked) for raw in visit["events"]]
     visit_id = visit_key(visit, events)
     for index, event in enumerate(events):
         if event.event is None:
@@ -401,8 +437,8 @@ def parse_visit(payload: bytes | str, source: str) -> ParsedRecord:
                     event_index=index,
                 )
             )
-            continue
-        for table, row in event_rows(visit, visit_id, index, event.event):
-            rows[table].append(row)
+        else:
+            for table, row in event_rows(visit, visit_id, index, event.event):
+                rows[table].append(row)
     rows["visits"].append(visit_row(visit, visit_id, events))
     return ParsedRecord(rows)

@@ -8,7 +8,6 @@ commands, and nothing else (no source tree, no development tools).
 """
 
 import dataclasses
-import hashlib
 import os
 import re
 import shlex
@@ -17,6 +16,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from clickstream.deploy import gcloud
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "templates" / "Dockerfile"
@@ -114,13 +115,6 @@ def _run(command: list[str], cwd: Path, env: dict[str, str]) -> None:
         )
 
 
-def _digest(folder: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
-
-
 def build_environment(
     workspace: Path,
     dockerfile: Dockerfile | None = None,
@@ -137,7 +131,7 @@ def build_environment(
     dockerfile, workspace = dockerfile or read(), workspace.resolve()
     context = stage_context(workspace / "template", dockerfile)
     environment = Environment(workspace / "venv", context)
-    stamp, digest = workspace / "venv.digest", f"{_digest(context)}:{runs}"
+    stamp, digest = workspace / "venv.digest", f"{gcloud.content_digest(context)}:{runs}"
     if reuse and stamp.is_file() and stamp.read_text() == digest and environment.python.exists():
         return environment
     stamp.unlink(missing_ok=True)

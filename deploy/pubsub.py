@@ -1,78 +1,92 @@
-"""The catalog's Pub/Sub as one plan: the visits topic with the push and pull subscribers'
-subscriptions, the files-processed topic with the subscription ``clickstream subscribe files``
-reads, their dead-letter topics, and, on Google Cloud, who may do what with them.
+"""The catalog's Pub/Sub: the visits topic with the push and pull subscribers' subscriptions and,
+on Google Cloud, one subscription per streaming template; the files-processed topic with the
+subscription ``clickstream subscribe files`` reads; their dead-letter topics.
 
 The same declarations (``clickstream.gcp.pubsub.resources``) go to the local stack's emulator
 and to Google Cloud; Google Cloud adds what the emulator cannot hold: retry policies, the push
-subscription's endpoint (the function's URL) with its OIDC token, and IAM, merged into each
-resource's policy (``clickstream.gcp.iam``):
-
-- the Pub/Sub service agent publishes to each dead-letter topic and subscribes to each
-  subscription that dead-letters (to move messages there);
-- the pull subscriber's account subscribes to ``visits-pull``, and nothing else.
-
-The service accounts must exist first (``clickstream subscribe deploy accounts``): a push token's
-identity and an IAM member must. Locally the push endpoint is set by ``clickstream subscribe
-push`` while it serves, so the declaration leaves it empty.
+subscription's endpoint (the function's URL) with its OIDC token, the streaming templates'
+subscriptions, and IAM: the grants ``clickstream.deploy.access`` derives for these topics and
+subscriptions, merged into each resource's policy (``clickstream.gcp.iam``). Locally the push
+endpoint is set by ``clickstream subscribe push`` while it serves, so the declaration leaves it
+empty.
 """
 
-from clickstream.core import names
-from clickstream.deploy import subscribers
+import dataclasses
+
+from clickstream import pipelines
+from clickstream.core import names, templates
+from clickstream.deploy.settings import Settings
 from clickstream.gcp import plan, pubsub
 
-AGENT_ROLES = {"topic": "roles/pubsub.publisher", "subscription": "roles/pubsub.subscriber"}
+
+def function_url(settings: Settings, function: str) -> str:
+    """A Cloud Run function's URL, known before it exists: push endpoint and token audience."""
+    return f"https://{settings.region}-{settings.project}.cloudfunctions.net/{function}"
+
+
+def streaming_templates() -> list[str]:
+    """The catalog's streaming templates: each reads a subscription of its own."""
+    return [name for name in pipelines.names() if templates.metadata(name).get("streaming")]
+
+
+def template_subscription(template: str) -> str:
+    """The subscription a streaming template reads on Google Cloud (raw_to_gcs: raw-to-gcs)."""
+    return template.replace("_", "-")
 
 
 def subscriptions(
-    topic: str = names.TOPIC, target: subscribers.Target | None = None
+    settings: Settings | None = None, streaming: bool = False
 ) -> list[pubsub.Subscription]:
-    """The catalog's subscriptions; with ``target`` (Google Cloud) the push subscription
-    delivers to the function with the invoker's token."""
-    endpoint = target.function_url if target else None
-    identity = target.account(subscribers.INVOKER_ACCOUNT) if target else None
-    return [
-        pubsub.Subscription(names.PUSH_SUBSCRIPTION, topic, "push", endpoint, identity),
-        pubsub.Subscription(names.PULL_SUBSCRIPTION, topic, "pull"),
+    """The catalog's subscriptions; with ``settings`` (Google Cloud) the push subscription
+    delivers to the function with the invoker's token, and (also with ``streaming``) each
+    streaming template has one."""
+    endpoint = function_url(settings, names.PUSH_FUNCTION) if settings else None
+    identity = settings.account(names.INVOKER_ACCOUNT) if settings else None
+    found = [
+        pubsub.Subscription(names.PUSH_SUBSCRIPTION, names.TOPIC, "push", endpoint, identity),
+        pubsub.Subscription(names.PULL_SUBSCRIPTION, names.TOPIC, "pull"),
         pubsub.Subscription(names.FILES_PROCESSED_SUBSCRIPTION, names.FILES_PROCESSED_TOPIC),
     ]
-
-
-def grants(target: subscribers.Target, project_number: str) -> dict[str, dict[str, list[str]]]:
-    """Resource path -> role -> members: the service agent's and the pull subscriber's."""
-    agent = subscribers.pubsub_agent(project_number)
-    found: dict[str, dict[str, list[str]]] = {}
-    for subscription in subscriptions(target.topic, target):
-        if not pubsub.POLICIES[subscription.consumer].dead_letter:
-            continue
-        dead = pubsub.dead_letter_topic_path(target.project, subscription.topic)
-        path = names.subscription_path(target.project, subscription.name)
-        found[dead] = {AGENT_ROLES["topic"]: [agent]}
-        found[path] = {AGENT_ROLES["subscription"]: [agent]}
-    pull = names.subscription_path(target.project, names.PULL_SUBSCRIPTION)
-    reader = f"serviceAccount:{target.account(subscribers.PULL_ACCOUNT)}"
-    found[pull][AGENT_ROLES["subscription"]].append(reader)
+    if settings or streaming:
+        found += [
+            pubsub.Subscription(template_subscription(t), names.TOPIC, "dataflow")
+            for t in streaming_templates()
+        ]
     return found
 
 
-def local_resources(project: str, topic: str = names.TOPIC) -> list[plan.Resource]:
-    """The declarations on the local stack."""
-    return pubsub.resources(project, subscriptions(topic))
+@dataclasses.dataclass(frozen=True)
+class Declared:
+    """The paths of what the catalog declares on Google Cloud, by the part each plays."""
+
+    dataflow_subscriptions: list[str]
+    dead_letter_topics: list[str]
+    dead_lettering: list[str]  # subscriptions with a dead-letter topic
 
 
-def cloud_resources(target: subscribers.Target, project_number: str) -> list[plan.Resource]:
-    """The declarations on Google Cloud, IAM included."""
-    return pubsub.resources(
-        target.project,
-        subscriptions(target.topic, target),
-        cloud=True,
-        grants=grants(target, project_number),
+def declared(settings: Settings) -> Declared:
+    project, chosen = settings.project, subscriptions(settings)
+    lettered = [s for s in chosen if pubsub.POLICIES[s.consumer].dead_letter]
+    return Declared(
+        [names.subscription_path(project, s.name) for s in chosen if s.consumer == "dataflow"],
+        sorted(
+            {
+                pubsub.dead_letter_topic_path(project, names.topic_path(project, s.topic))
+                for s in lettered
+            }
+        ),
+        [names.subscription_path(project, s.name) for s in lettered],
     )
 
 
-def project_number(project: str) -> str:
-    """The project's number (the Pub/Sub service agent is named after it), from Resource
-    Manager."""
-    from google.cloud import resourcemanager_v3
+def local_resources(project: str) -> list[plan.Resource]:
+    """The declarations on the local stack."""
+    return pubsub.resources(project, subscriptions())
 
-    found = resourcemanager_v3.ProjectsClient().get_project(name=f"projects/{project}")
-    return found.name.rsplit("/", 1)[-1]
+
+def cloud_resources(
+    settings: Settings, grants: dict[str, dict[str, list[str]]]
+) -> list[plan.Resource]:
+    """The declarations on Google Cloud with ``grants`` (resource -> role -> members) on those
+    of its topics and subscriptions they name."""
+    return pubsub.resources(settings.project, subscriptions(settings), cloud=True, grants=grants)

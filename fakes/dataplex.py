@@ -22,9 +22,46 @@ from google.longrunning import operations_pb2
 from google.protobuf import empty_pb2, timestamp_pb2
 
 from clickstream.fakes.iam import FakePolicies
+from clickstream.fakes.rules import Rule
 from clickstream.fakes.server import FakeServer, Fault, Operations
 
 MUTATING = ("Create", "Update", "Delete", "SetIamPolicy")  # prefixes of the calls that change
+_REFERENCE = "https://cloud.google.com/dataplex/docs/reference/rest"
+RULES = {
+    "delete-missing-aspects": Rule(
+        "dataplex.delete-missing-aspects",
+        "Dataplex",
+        "entries.patch keeps an existing aspect that aspect_keys names but the request lacks, "
+        "unless delete_missing_aspects is set",
+        "dataplex.v1 API reference, entries.patch: aspectKeys and deleteMissingAspects",
+    ),
+    "immutable": Rule(
+        "dataplex.immutable",
+        "Dataplex",
+        "a zone's type and resource spec, and an asset's resource spec, cannot be updated",
+        f"{_REFERENCE}/v1/projects.locations.lakes.zones (Zone.type, Zone.resourceSpec: Immutable)",
+    ),
+    "children": Rule(
+        "dataplex.children",
+        "Dataplex",
+        "a lake with zones, or a zone with assets, cannot be deleted",
+        f"{_REFERENCE}/v1/projects.locations.lakes/delete",
+    ),
+    "system-entries": Rule(
+        "dataplex.system-entries",
+        "Dataplex",
+        "the entries Dataplex keeps for BigQuery tables (@bigquery) take aspects only; a new "
+        "table's entry appears some time after the table",
+        "https://cloud.google.com/dataplex/docs/ingest-custom-sources (system entry groups)",
+    ),
+    "aspect-data": Rule(
+        "dataplex.aspect-data",
+        "Dataplex",
+        "an aspect's data must fit its aspect type's metadata template (fields, types, "
+        "required fields, enum values)",
+        f"{_REFERENCE}/v1/projects.locations.aspectTypes (metadataTemplate)",
+    ),
+}
 PROJECT_NUMBER = "123456789012"
 _ID = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 _DATAPLEX = "google.cloud.dataplex.v1.DataplexService"
@@ -58,8 +95,9 @@ def _now() -> timestamp_pb2.Timestamp:
 class FakeDataplex:
     """The fake's state: resources by name, IAM policies, BigQuery entries; ``server.calls``."""
 
-    def __init__(self):
-        self.resources: dict[str, proto.Message] = {}  # lakes, zones, assets, aspect types
+    def __init__(self, project=None):
+        """``project`` (``clickstream.fakes.project.FakeProject``): the API must be enabled."""
+        self.resources: dict[str, proto.Message] = {}  # lakes, zones, assets, aspect types by name
         self.iam = FakePolicies(lambda name: name in self.resources)
         self.policies = self.iam.policies
         self.entries: dict[str, dataplex_v1.Entry] = {}
@@ -92,7 +130,8 @@ class FakeDataplex:
             dataplex_v1.UpdateEntryRequest,
             dataplex_v1.Entry,
         )
-        self.server = FakeServer(methods)
+        gate = (lambda path: project.require("dataplex.googleapis.com")) if project else None
+        self.server = FakeServer(methods, gate)
 
     # The clients, as the code under test builds them, on a channel to this fake.
     def clients(self):

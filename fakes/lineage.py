@@ -11,12 +11,36 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import datacatalog_lineage_v1 as lineage_v1
 from google.cloud.datacatalog_lineage_v1.services.lineage.transports import LineageGrpcTransport
 
+from clickstream.fakes.rules import Rule
 from clickstream.fakes.server import FakeServer, Fault
 
 _SERVICE = "google.cloud.datacatalog.lineage.v1.Lineage"
 _ID = re.compile(r"^[A-Za-z0-9_\-:.]{1,200}$")
 _FQN = re.compile(r"^[a-z_]+:\S.*$")
 MAX_LINKS = 100
+_REFERENCE = "https://cloud.google.com/data-catalog/docs/reference/data-lineage/rest"
+RULES = {
+    "request-id": Rule(
+        "lineage.request-id",
+        "Data Lineage",
+        "a create with the request id of an earlier one returns what that one made; a request "
+        "id is at most 36 characters",
+        f"{_REFERENCE}/v1/projects.locations.processes/create (requestId)",
+    ),
+    "links": Rule(
+        "lineage.links",
+        "Data Lineage",
+        "a lineage event has at most 100 links, each between fully qualified names of the form "
+        "system:name",
+        f"{_REFERENCE}/v1/projects.locations.processes.runs.lineageEvents (links)",
+    ),
+    "parents": Rule(
+        "lineage.parents",
+        "Data Lineage",
+        "a run belongs to an existing process, an event to an existing run",
+        f"{_REFERENCE}/v1/projects.locations.processes.runs/create",
+    ),
+}
 
 
 def _invalid(message: str) -> Fault:
@@ -26,7 +50,8 @@ def _invalid(message: str) -> Fault:
 class FakeLineage:
     """The fake's state: ``processes``, ``runs`` and ``events`` by name; ``server.calls``."""
 
-    def __init__(self):
+    def __init__(self, project=None):
+        """``project`` (``clickstream.fakes.project.FakeProject``): the API must be enabled."""
         self.processes: dict[str, lineage_v1.Process] = {}
         self.runs: dict[str, lineage_v1.Run] = {}
         self.events: dict[str, lineage_v1.LineageEvent] = {}
@@ -61,7 +86,8 @@ class FakeLineage:
                 lineage_v1.ListLineageEventsResponse,
             ),
         }
-        self.server = FakeServer(methods)
+        gate = (lambda path: project.require("datalineage.googleapis.com")) if project else None
+        self.server = FakeServer(methods, gate)
 
     def client(self) -> lineage_v1.LineageClient:
         channel = self.server.channel()

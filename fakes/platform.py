@@ -1,11 +1,17 @@
 """The project itself, on one loopback port for the real client libraries: Service Usage (which
-APIs are enabled), Resource Manager (the project, its IAM policy) and IAM (service accounts and
-their own IAM policies), over ``clickstream.fakes.project``."""
+APIs are enabled), Resource Manager (the project, its IAM policy), IAM (service accounts and
+their own IAM policies), Artifact Registry (repositories and their IAM policies) and Cloud Run
+(the IAM policies of services, which gcloud deploys), over ``clickstream.fakes.project``."""
 
 import re
 
 import grpc
-from google.cloud import iam_admin_v1, resourcemanager_v3, service_usage_v1
+from google.cloud import (
+    artifactregistry_v1,
+    iam_admin_v1,
+    resourcemanager_v3,
+    service_usage_v1,
+)
 from google.iam.v1 import iam_policy_pb2, policy_pb2
 from google.longrunning import operations_pb2
 from google.protobuf import empty_pb2
@@ -16,6 +22,8 @@ from clickstream.fakes.rules import Broken, Rule
 from clickstream.fakes.server import FakeServer, Fault, Operations
 
 IAM_API = "iam.googleapis.com"
+REGISTRY_API = "artifactregistry.googleapis.com"
+RUN_API = "run.googleapis.com"
 # Enabled in every new project (https://cloud.google.com/service-usage/docs/enabled-service,
 # "Services enabled by default"), as far as the catalog uses them.
 ENABLED_BY_DEFAULT = (
@@ -50,6 +58,8 @@ class FakePlatform:
     def __init__(self, project: projects.FakeProject):
         self.project = project
         self.operations = Operations(project.name)
+        self.repositories: dict[str, artifactregistry_v1.Repository] = {}
+        self.accounts: dict[str, dict[str, str]] = {}  # email -> display name, description
         self.project_iam = iam.FakePolicies(self._is_project, project)
         self.account_iam = iam.FakePolicies(self._is_account, project)
         methods = {**self.operations.methods()}
@@ -101,6 +111,12 @@ class FakePlatform:
                 iam_admin_v1.ServiceAccount,
             ),
             (
+                "PatchServiceAccount",
+                self.patch_account,
+                iam_admin_v1.PatchServiceAccountRequest,
+                iam_admin_v1.ServiceAccount,
+            ),
+            (
                 "DeleteServiceAccount",
                 self.delete_account,
                 iam_admin_v1.DeleteServiceAccountRequest,
@@ -108,6 +124,43 @@ class FakePlatform:
             ),
         ):
             methods[f"{admin}/{method}"] = (handler, request, response)
+        registry = "google.devtools.artifactregistry.v1.ArtifactRegistry"
+        for method, handler, request, response in (
+            (
+                "CreateRepository",
+                self.create_repository,
+                artifactregistry_v1.CreateRepositoryRequest,
+                lro,
+            ),
+            (
+                "GetRepository",
+                self.get_repository,
+                artifactregistry_v1.GetRepositoryRequest,
+                artifactregistry_v1.Repository,
+            ),
+            (
+                "DeleteRepository",
+                self.delete_repository,
+                artifactregistry_v1.DeleteRepositoryRequest,
+                lro,
+            ),
+        ):
+            methods[f"{registry}/{method}"] = (handler, request, response)
+        self.registry_iam = iam.FakePolicies(self._is_repository, project)
+        self.run_iam = iam.FakePolicies(lambda name: name in project.run_services, project)
+        for service, policies, api in (
+            (registry, self.registry_iam, REGISTRY_API),
+            ("google.cloud.run.v2.Services", self.run_iam, RUN_API),
+        ):
+            for verb, handler, request in (
+                ("Get", policies.get_policy, iam_policy_pb2.GetIamPolicyRequest),
+                ("Set", policies.set_policy, iam_policy_pb2.SetIamPolicyRequest),
+            ):
+                methods[f"{service}/{verb}IamPolicy"] = (
+                    self._requiring(api, handler),
+                    request,
+                    policy_pb2.Policy,
+                )
         self.server = FakeServer(methods)
 
     # Resource Manager
@@ -132,6 +185,48 @@ class FakePlatform:
 
         return serve
 
+    def _requiring(self, api: str, handler):
+        def serve(request):
+            self.project.require(api)
+            return handler(request)
+
+        return serve
+
+    # Artifact Registry
+
+    def _is_repository(self, name: str) -> bool:
+        return name in self.project.repositories
+
+    def create_repository(self, request):
+        self.project.require(REGISTRY_API)
+        name = f"{request.parent}/repositories/{request.repository_id}"
+        if name in self.project.repositories:
+            raise Fault(grpc.StatusCode.ALREADY_EXISTS, f"the repository {name} already exists")
+        self.project.repositories.add(name)
+        stored = artifactregistry_v1.Repository(request.repository)
+        stored.name = name
+        self.repositories[name] = stored
+        return self.operations.done(stored)
+
+    def get_repository(self, request):
+        self.project.require(REGISTRY_API)
+        if request.name not in self.project.repositories:
+            raise Fault(
+                grpc.StatusCode.NOT_FOUND, f"Requested entity was not found: {request.name}"
+            )
+        return self.repositories[request.name]
+
+    def delete_repository(self, request):
+        self.project.require(REGISTRY_API)
+        if request.name not in self.project.repositories:
+            raise Fault(
+                grpc.StatusCode.NOT_FOUND, f"Requested entity was not found: {request.name}"
+            )
+        self.project.repositories.discard(request.name)
+        del self.repositories[request.name]
+        self.project.images = {i for i in self.project.images if repository_of(i) != request.name}
+        return self.operations.done(empty_pb2.Empty())
+
     # IAM: service accounts
 
     def _email(self, name: str) -> str:
@@ -147,6 +242,7 @@ class FakePlatform:
             project_id=self.project.project_id,
             email=email,
             unique_id=str(abs(hash(email)) % 10**21),
+            **self.accounts.get(email, {}),
         )
 
     def create_account(self, request):
@@ -157,10 +253,20 @@ class FakePlatform:
         if email in self.project.service_accounts:
             raise Fault(grpc.StatusCode.ALREADY_EXISTS, f"Service account {email} already exists")
         self.project.service_accounts[email] = self.project.clock()
-        found = self._account(email)
-        found.display_name = request.service_account.display_name
-        found.description = request.service_account.description
-        return found
+        self.accounts[email] = {
+            "display_name": request.service_account.display_name,
+            "description": request.service_account.description,
+        }
+        return self._account(email)
+
+    def patch_account(self, request):
+        self.project.require(IAM_API)
+        email = self._email(request.service_account.name)
+        if email not in self.project.service_accounts:
+            raise Fault(grpc.StatusCode.NOT_FOUND, f"Service account {email} does not exist")
+        for path in request.update_mask.paths:
+            self.accounts[email][path] = getattr(request.service_account, path)
+        return self._account(email)
 
     def get_account(self, request):
         self.project.require(IAM_API)
@@ -210,3 +316,11 @@ class FakePlatform:
 
     def stop(self) -> None:
         self.server.stop()
+
+
+def repository_of(image: str) -> str:
+    """The Artifact Registry repository of a Docker image (``LOCATION-docker.pkg.dev/PROJECT/
+    REPOSITORY/NAME:TAG``), as a resource name."""
+    host, project, repository = image.split("/")[:3]
+    location = host.removesuffix("-docker.pkg.dev")
+    return f"projects/{project}/locations/{location}/repositories/{repository}"

@@ -74,6 +74,9 @@ class FakeProject:
     policies: dict[str, policy_pb2.Policy] = dataclasses.field(default_factory=dict)
     service_accounts: dict[str, float] = dataclasses.field(default_factory=dict)
     images: set[str] = dataclasses.field(default_factory=set)
+    repositories: set[str] = dataclasses.field(default_factory=set)  # Artifact Registry's
+    # Cloud Run services (functions of the 2nd generation are ones): name -> where it serves
+    run_services: dict[str, str] = dataclasses.field(default_factory=dict)
     account_delay: float = 0.0
     clock: Callable[[], float] = time.monotonic
 
@@ -128,3 +131,23 @@ class FakeProject:
                 f"{member} lacks {permission} on {resource} ({doing});",
                 grpc.StatusCode.PERMISSION_DENIED,
             )
+
+
+# Who calls: the fakes' convention for access tokens (Google's are opaque, and the service asks
+# Google's identity backend whose they are). A fake token names its service account.
+TOKEN_PREFIX = "fake-token:"
+
+
+def token(email: str) -> str:
+    """The access token that names service account ``email`` to the fakes
+    (``fake-token:EMAIL``), for a test's credentials or a metadata-server stand-in."""
+    return f"{TOKEN_PREFIX}{email}"
+
+
+def caller(authorization: str | None) -> str | None:
+    """The IAM member (``serviceAccount:EMAIL``) an ``Authorization: Bearer`` header's token
+    names, or None (no header, or a token that follows no convention of the fakes)."""
+    scheme, _, value = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not value.startswith(TOKEN_PREFIX):
+        return None
+    return f"serviceAccount:{value.removeprefix(TOKEN_PREFIX)}"

@@ -6,7 +6,10 @@ the emulator's real work) and adds what the emulator lacks:
   expiration policy, its minimum ``ttl``, and the deletion of a subscription idle for its ``ttl``
   (``clock`` is injectable: a test moves time on by days);
 - IAM policies on topics and subscriptions (``clickstream.fakes.iam``; the emulator serves none);
-- with a ``project`` (``clickstream.fakes.project``), the API must be enabled first.
+- with a ``project`` (``clickstream.fakes.project``), the API must be enabled first, and pushes
+  to a Cloud Run function of the project go through a relay on loopback: the emulator pushes
+  to the relay, which delivers to where the function serves locally if the subscription's
+  token identity may invoke it (``pubsub.push-invoker``), as Cloud Run decides.
 
 Activity, as the reference defines it, is a subscriber consuming or issuing operations on the
 subscription: every call through this front that names the subscription. Pushes are made by the
@@ -14,12 +17,15 @@ emulator, out of sight: a subscription with a push endpoint counts as active.
 """
 
 import datetime
+import http.server
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from concurrent import futures
 
 import grpc
+import requests
 from google.cloud import pubsub_v1
 from google.pubsub_v1 import types
 
@@ -105,6 +111,9 @@ class FakePubSub:
             )
             for method, (handler, request, response) in handlers.items()
         }
+        self._push: dict[str, tuple[str, str]] = {}  # subscription -> (endpoint, token identity)
+        self.refused_pushes: list[str] = []
+        self._relay = _Relay(self) if project else None
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
         self._server.add_generic_rpc_handlers((_Front(self),))
         self.address = f"127.0.0.1:{self._server.add_insecure_port('127.0.0.1:0')}"
@@ -113,6 +122,52 @@ class FakePubSub:
     def stop(self) -> None:
         self._server.stop(grace=None)
         self._upstream.close()
+        if self._relay:
+            self._relay.server.shutdown()
+
+    # Pushes to the project's Cloud Run functions, through the relay
+
+    def _inward(self, name: str, push_config) -> None:
+        """Remember the push endpoint and point the emulator at the relay instead."""
+        if self._relay is None or not push_config.push_endpoint:
+            self._push.pop(name, None)
+            return
+        identity = push_config.oidc_token.service_account_email
+        self._push[name] = (push_config.push_endpoint, identity)
+        push_config.push_endpoint = f"{self._relay.url}/push/{urllib.parse.quote(name, safe='')}"
+
+    def _outward(self, raw: bytes) -> bytes:
+        """A subscription as the emulator gives it, with its declared push endpoint."""
+        subscription = types.Subscription.deserialize(raw)
+        if subscription.name in self._push:
+            subscription.push_config.push_endpoint = self._push[subscription.name][0]
+        return types.Subscription.serialize(subscription)
+
+    def service_of(self, endpoint: str) -> str | None:
+        """The Cloud Run service of a function URL (``https://REGION-PROJECT.cloudfunctions.net/
+        NAME``) of the project."""
+        project = self.project.project_id if self.project else ""
+        host, _, function = endpoint.removeprefix("https://").partition("/")
+        suffix = f"-{project}.cloudfunctions.net"
+        if not host.endswith(suffix):
+            return None
+        region = host.removesuffix(suffix)
+        return f"projects/{project}/locations/{region}/services/{function.strip('/')}"
+
+    def push(self, name: str, body: bytes, headers: dict) -> int:
+        """Deliver one push of subscription ``name``: the status Cloud Run would answer."""
+        endpoint, identity = self._push.get(name, ("", ""))
+        service = self.service_of(endpoint)
+        target = self.project.run_services.get(service or "") if self.project else None
+        if target is None:
+            return 404  # nothing serves there (yet): Pub/Sub redelivers
+        if identity and not self.project.allows(
+            f"serviceAccount:{identity}", "run.routes.invoke", service
+        ):
+            self.refused_pushes.append(f"{name}: {identity} lacks run.routes.invoke on {service}")
+            return 403
+        sent = {k: v for k, v in headers.items() if k.lower() in ("content-type",)}
+        return requests.post(target, data=body, headers=sent, timeout=60).status_code
 
     # What the emulator holds
 
@@ -204,20 +259,26 @@ class FakePubSub:
         if "expiration_policy" not in subscription:  # pubsub.expiration-default
             subscription.expiration_policy = {"ttl": datetime.timedelta(seconds=DEFAULT_TTL)}
         self._check_ttl(subscription)
+        self._inward(subscription.name, subscription.push_config)
         answer = self._forward("CreateSubscription", types.Subscription.serialize(subscription))
         self._track(types.Subscription.deserialize(answer))
-        return answer
+        return self._outward(answer)
 
     def update_subscription(self, raw: bytes) -> bytes:
         request = types.UpdateSubscriptionRequest.deserialize(raw)
         if "expiration_policy" in request.update_mask.paths:
             self._check_ttl(request.subscription)
+        if "push_config" in request.update_mask.paths:
+            self._inward(request.subscription.name, request.subscription.push_config)
+            raw = types.UpdateSubscriptionRequest.serialize(request)
         answer = self._forward("UpdateSubscription", raw)
         self._track(types.Subscription.deserialize(answer))
-        return answer
+        return self._outward(answer)
 
     def modify_push_config(self, raw: bytes) -> bytes:
         request = types.ModifyPushConfigRequest.deserialize(raw)
+        self._inward(request.subscription, request.push_config)
+        raw = types.ModifyPushConfigRequest.serialize(request)
         answer = self._forward("ModifyPushConfig", raw)
         with self._lock:
             if request.push_config.push_endpoint:
@@ -249,6 +310,8 @@ class FakePubSub:
             if own:
                 return own(raw)
             answer = self._call(method)(raw, metadata=_metadata(context))
+            if method.endswith("/GetSubscription"):
+                return self._outward(answer)
             if method.endswith("/DeleteSubscription"):
                 name = types.DeleteSubscriptionRequest.deserialize(raw).subscription
                 with self._lock:
@@ -321,3 +384,27 @@ class _Front(grpc.GenericRpcHandler):
         return grpc.unary_unary_rpc_method_handler(
             lambda raw, context: self.fake.handle(method, raw, context)
         )
+
+
+class _Relay:
+    """Where the emulator pushes: ``/push/<subscription>``, delivered by ``FakePubSub.push``."""
+
+    def __init__(self, fake: FakePubSub):
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                name = urllib.parse.unquote(self.path.removeprefix("/push/"))
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                try:
+                    status = fake.push(name, body, dict(self.headers))
+                except requests.RequestException:
+                    status = 503
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()

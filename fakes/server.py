@@ -28,9 +28,11 @@ def _codec(message_type):
 
 class FakeServer:
     """Serves ``methods``: {"package.Service/Method": (handler, RequestType, ResponseType)}.
-    A handler takes the request and returns the response or raises ``Fault``."""
+    A handler takes the request and returns the response or raises ``Fault``; ``gate``, when
+    given, sees each call's path first and may refuse it (an API not enabled)."""
 
-    def __init__(self, methods: dict):
+    def __init__(self, methods: dict, gate=None):
+        self.gate = gate
         self.calls: list[str] = []  # "Service/Method" of every call, in order
         self.faults: dict[str, Fault] = {}  # "Service/Method" -> the error its next call gets
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
@@ -40,7 +42,7 @@ class FakeServer:
             deserialize, _ = _codec(request_type)
             _, serialize = _codec(response_type)
             by_service.setdefault(service, {})[method] = grpc.unary_unary_rpc_method_handler(
-                self._recorded(path.rsplit(".", 1)[-1], handler),
+                self._recorded(path, handler),
                 request_deserializer=deserialize,
                 response_serializer=serialize,
             )
@@ -57,10 +59,14 @@ class FakeServer:
         self._channels.append(grpc.insecure_channel(self.address))
         return self._channels[-1]
 
-    def _recorded(self, name: str, handler):
+    def _recorded(self, path: str, handler):
+        name = path.rsplit(".", 1)[-1]
+
         def serve(request, context):
             self.calls.append(name)
             try:
+                if self.gate:
+                    self.gate(path)
                 if name in self.faults:
                     raise self.faults.pop(name)
                 return handler(request)

@@ -1,8 +1,23 @@
-"""IAM policies as a ``clickstream.gcp.plan`` adapter, for any client with the
-``google.iam.v1.IAMPolicy`` calls (Dataplex's, Pub/Sub's...). A policy is shared with whoever
-else grants roles on the resource, so only our members of our roles are read and written, by
+"""IAM policies as a ``clickstream.gcp.plan`` adapter. A policy is shared with whoever else
+grants roles on the resource, so only our members of our roles are read and written, by
 read-modify-write with the policy's etag (retried when someone changed it in between); nothing
-else in the policy is touched."""
+else in the policy is touched.
+
+One kind, ``iam-policy``, whatever the resource: ``Router`` sends each declaration to the
+adapter of its resource's service, by the shape of its name:
+
+- ``Policies``: clients with the ``google.iam.v1.IAMPolicy`` calls (Pub/Sub, Dataplex, Resource
+  Manager for ``projects/P``, IAM for ``projects/P/serviceAccounts/E``);
+- ``JsonPolicies``: clients with ``get_iam_policy``/``set_iam_policy`` of ``api_core`` policies
+  (Cloud Storage buckets, ``projects/_/buckets/B``; BigQuery tables,
+  ``projects/P/datasets/D/tables/T``);
+- ``DatasetAccess``: a BigQuery dataset's access entries (``projects/P/datasets/D``), which is
+  how BigQuery grants a role on a dataset.
+"""
+
+import re
+import time
+from collections.abc import Callable, Iterable
 
 from typing import Any, Protocol
 
@@ -12,7 +27,10 @@ from google.iam.v1 import iam_policy_pb2, policy_pb2
 from clickstream.gcp import plan
 
 POLICY_ATTEMPTS = 5  # read-modify-write rounds when others change the policy meanwhile
+NEW_MEMBER_ATTEMPTS = 6  # a new service account can take a while to be usable in a policy
+NEW_MEMBER_DELAY = 10.0  # seconds, doubled each time
 KIND = "iam-policy"
+Bindings = dict[str, set[str]]  # role -> members
 
 
 def policy(name: str, bindings: dict[str, list[str]], after: tuple[str, ...] = ()) -> plan.Resource:
@@ -32,59 +50,76 @@ class PolicyClient(Protocol):
     ) -> policy_pb2.Policy: ...
 
 
-class Policies:
-    """The IAM policy of a resource (a lake, a zone, a topic...), as far as ours: declared
-    ``bindings`` (role -> members) are read back as the declared members the policy holds."""
+def _member_not_yet(error: Exception) -> bool:
+    """IAM refusing a member that does not exist yet (a service account just created)."""
+    return isinstance(error, exceptions.BadRequest | exceptions.InvalidArgument) and (
+        "does not exist" in str(error)
+    )
 
-    def __init__(self, client: PolicyClient) -> None:
-        self.client = client
+
+class _Merged:
+    """Read and change our members of our roles in a policy, keeping everything else; the
+    service's own reads and writes are ``_fetch`` (a policy with its etag) and ``_store``."""
+
+    new_member_delay = NEW_MEMBER_DELAY
+
+    def _fetch(self, name: str): ...
+
+    def _store(self, name: str, policy) -> None: ...
+
+    @staticmethod
+    def _bindings(policy) -> Bindings: ...
+
+    @staticmethod
+    def _put(policy, role: str, members: set[str]) -> None:
+        """Set the unconditional binding of ``role`` to ``members`` (none: no binding)."""
 
     def read(self, resource: plan.Resource) -> dict[str, Any] | None:
         try:
-            policy = self._get(resource.name)
+            held = self._bindings(self._fetch(resource.name))
         except exceptions.NotFound:
             return None
-        held = {binding.role: set(binding.members) for binding in policy.bindings}
         ours = {
             role: sorted(set(members) & held.get(role, set()))
             for role, members in resource.fields["bindings"].items()
         }
         return {"bindings": ours} if any(ours.values()) else None
 
-    def _get(self, name: str) -> policy_pb2.Policy:
-        return self.client.get_iam_policy(
-            request=iam_policy_pb2.GetIamPolicyRequest(
-                resource=name, options={"requested_policy_version": 3}
-            )
-        )
+    def extras(self, resource: plan.Resource) -> list[tuple[str, str]]:
+        """(role, member) of the members holding our roles whom we do not declare: someone
+        else's grants, which apply leaves alone and verify reports."""
+        try:
+            held = self._bindings(self._fetch(resource.name))
+        except exceptions.NotFound:
+            return []
+        return [
+            (role, member)
+            for role, members in resource.fields["bindings"].items()
+            for member in sorted(held.get(role, set()) - set(members))
+        ]
 
     def _change(self, resource: plan.Resource, grant: bool) -> None:
         """Add (or remove) our members to (from) our roles, keeping everything else."""
-        for attempt in range(1, POLICY_ATTEMPTS + 1):
-            policy = self._get(resource.name)  # with its etag
+        waited = 0
+        attempt = 0
+        while True:
+            attempt += 1
+            policy = self._fetch(resource.name)  # with its etag
+            held = self._bindings(policy)
             for role, members in resource.fields["bindings"].items():
-                binding = next(
-                    (b for b in policy.bindings if b.role == role and not b.HasField("condition")),
-                    None,
-                )
-                if binding is None:
-                    binding = policy.bindings.add(role=role)
-                held = set(binding.members)
-                held = held | set(members) if grant else held - set(members)
-                binding.ClearField("members")
-                binding.members.extend(sorted(held))
-            for empty in [b for b in policy.bindings if not b.members]:
-                policy.bindings.remove(empty)
+                current = held.get(role, set())
+                self._put(policy, role, current | set(members) if grant else current - set(members))
             try:
-                self.client.set_iam_policy(
-                    request=iam_policy_pb2.SetIamPolicyRequest(
-                        resource=resource.name, policy=policy
-                    )
-                )
+                self._store(resource.name, policy)
                 return
-            except exceptions.Aborted:  # changed since we read it: read it again
-                if attempt == POLICY_ATTEMPTS:
+            except (exceptions.Aborted, exceptions.PreconditionFailed, exceptions.Conflict):
+                if attempt >= POLICY_ATTEMPTS:  # changed since we read it: read it again
                     raise
+            except exceptions.GoogleAPICallError as error:
+                if not _member_not_yet(error) or waited >= NEW_MEMBER_ATTEMPTS:
+                    raise
+                time.sleep(self.new_member_delay * 2**waited)
+                waited += 1
 
     def create(self, resource: plan.Resource) -> None:
         self._change(resource, grant=True)
@@ -96,3 +131,144 @@ class Policies:
 
     def delete(self, resource: plan.Resource, current: dict[str, Any]) -> None:
         self._change(resource, grant=False)
+
+
+class Policies(_Merged):
+    """Through a client with the ``google.iam.v1.IAMPolicy`` calls."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def _fetch(self, name: str) -> policy_pb2.Policy:
+        return self.client.get_iam_policy(
+            request=iam_policy_pb2.GetIamPolicyRequest(
+                resource=name, options={"requested_policy_version": 3}
+            )
+        )
+
+    def _store(self, name: str, policy: policy_pb2.Policy) -> None:
+        request = iam_policy_pb2.SetIamPolicyRequest(resource=name, policy=policy)
+        self.client.set_iam_policy(request=request)
+
+    @staticmethod
+    def _bindings(policy: policy_pb2.Policy) -> Bindings:
+        return {b.role: set(b.members) for b in policy.bindings if not b.HasField("condition")}
+
+    @staticmethod
+    def _put(policy: policy_pb2.Policy, role: str, members: set[str]) -> None:
+        binding = next(
+            (b for b in policy.bindings if b.role == role and not b.HasField("condition")), None
+        )
+        if binding is None:
+            binding = policy.bindings.add(role=role)
+        binding.ClearField("members")
+        binding.members.extend(sorted(members))
+        if not members:
+            policy.bindings.remove(binding)
+
+
+class JsonPolicies(_Merged):
+    """Through ``get(name)`` and ``set(name, policy)`` of ``google.api_core.iam.Policy``
+    objects (version 3: bindings as a list)."""
+
+    def __init__(self, get: Callable, set_: Callable):
+        self.get, self.set = get, set_
+
+    def _fetch(self, name: str):
+        return self.get(name)
+
+    def _store(self, name: str, policy) -> None:
+        self.set(name, policy)
+
+    @staticmethod
+    def _bindings(policy) -> Bindings:
+        return {b["role"]: set(b["members"]) for b in policy.bindings if not b.get("condition")}
+
+    @staticmethod
+    def _put(policy, role: str, members: set[str]) -> None:
+        kept = [b for b in policy.bindings if b["role"] != role or b.get("condition")]
+        policy.bindings = kept + ([{"role": role, "members": set(members)}] if members else [])
+
+
+_LEGACY_DATASET_ROLES = {  # BigQuery reads some roles back by their legacy names
+    "READER": "roles/bigquery.dataViewer",
+    "WRITER": "roles/bigquery.dataEditor",
+    "OWNER": "roles/bigquery.dataOwner",
+}
+_ENTITY = {"user": "userByEmail", "serviceAccount": "userByEmail", "group": "groupByEmail"}
+
+
+class DatasetAccess(_Merged):
+    """A BigQuery dataset's access entries (``projects/P/datasets/D``), through the BigQuery
+    client: roles by email, written back with the dataset's etag."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def _fetch(self, name: str):
+        _, project, _, dataset = name.split("/")
+        return self.client.get_dataset(f"{project}.{dataset}")
+
+    def _store(self, name: str, dataset) -> None:
+        self.client.update_dataset(dataset, ["access_entries"])
+
+    @staticmethod
+    def _bindings(dataset) -> Bindings:
+        held: Bindings = {}
+        for entry in dataset.access_entries:
+            if entry.entity_type in ("userByEmail", "groupByEmail"):
+                role = _LEGACY_DATASET_ROLES.get(entry.role, entry.role)
+                kind = "group" if entry.entity_type == "groupByEmail" else "serviceAccount"
+                if kind == "serviceAccount" and not entry.entity_id.endswith(
+                    ".gserviceaccount.com"
+                ):
+                    kind = "user"
+                held.setdefault(role, set()).add(f"{kind}:{entry.entity_id}")
+        return held
+
+    @staticmethod
+    def _put(dataset, role: str, members: set[str]) -> None:
+        from google.cloud import bigquery
+
+        legacy = {v: k for k, v in _LEGACY_DATASET_ROLES.items()}
+        kept = [
+            e
+            for e in dataset.access_entries
+            if _LEGACY_DATASET_ROLES.get(e.role, e.role) != role
+            or e.entity_type not in ("userByEmail", "groupByEmail")
+        ]
+        added = [
+            bigquery.AccessEntry(
+                legacy.get(role, role), _ENTITY[m.split(":", 1)[0]], m.split(":", 1)[1]
+            )
+            for m in sorted(members)
+        ]
+        dataset.access_entries = kept + added
+
+
+class Router:
+    """The adapter of each IAM resource, chosen by the first pattern its name matches."""
+
+    def __init__(self, routes: Iterable[tuple[str, plan.Adapter]]):
+        self.routes = [(re.compile(pattern), adapter) for pattern, adapter in routes]
+
+    def _adapter(self, resource: plan.Resource) -> plan.Adapter:
+        for pattern, adapter in self.routes:
+            if pattern.fullmatch(resource.name):
+                return adapter
+        raise plan.PlanError(f"no IAM adapter for {resource.name}")
+
+    def read(self, resource: plan.Resource) -> dict | None:
+        return self._adapter(resource).read(resource)
+
+    def create(self, resource: plan.Resource) -> None:
+        self._adapter(resource).create(resource)
+
+    def update(self, resource: plan.Resource, current: dict, fields: tuple[str, ...]) -> None:
+        self._adapter(resource).update(resource, current, fields)
+
+    def delete(self, resource: plan.Resource, current: dict) -> None:
+        self._adapter(resource).delete(resource, current)
+
+    def extras(self, resource: plan.Resource) -> list[tuple[str, str]]:
+        return self._adapter(resource).extras(resource)

@@ -32,7 +32,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:  # the messages of the Google client libraries
     import proto
 
+from google.api_core import exceptions
+
 CREATE, UPDATE, REPLACE, UNCHANGED = "create", "update", "replace", "unchanged"
+# How Google answers a call to an API the project has not enabled (PERMISSION_DENIED).
+DISABLED_API = "has not been used in project"
 SYMBOLS = {CREATE: "+", UPDATE: "~", REPLACE: "-/+", UNCHANGED: "="}
 
 
@@ -194,7 +198,7 @@ def plan(resources: Iterable[Resource], adapters: Mapping[str, Adapter]) -> list
     known: dict[tuple[str, str], dict[str, Any]] = {}
     for declared in resources:
         resource = dataclasses.replace(declared, fields=_resolved(declared.fields, known))
-        current = adapters[resource.kind].read(resource)
+        current = _read(adapters[resource.kind], resource)
         fields = () if current is None else tuple(differences(resource.fields, current))
         cause = next((label for label in resource.after if label in replaced), "")
         if current is None:
@@ -215,20 +219,31 @@ def plan(resources: Iterable[Resource], adapters: Mapping[str, Adapter]) -> list
     return changes
 
 
-def _value(fields: Any, path: str) -> Any:
+def _read(adapter: Adapter, resource: Resource) -> dict | None:
+    """The resource as it exists; None also when its API is not enabled in the project yet (on
+    a new project nothing of that API can exist; apply enables it before it creates this)."""
+    try:
+        return adapter.read(resource)
+    except exceptions.PermissionDenied as error:
+        if DISABLED_API in str(error.message):
+            return None
+        raise
+
+
+def value(fields: Any, path: str) -> Any:
     """The value at a dotted path; keys may hold dots themselves (an IAM role's name), list
     items are reached by index."""
     if isinstance(fields, list):
         index, _, rest = path.partition(".")
         if not index.isdigit() or int(index) >= len(fields):
             return None
-        return fields[int(index)] if not rest else _value(fields[int(index)], rest)
+        return fields[int(index)] if not rest else value(fields[int(index)], rest)
     if not isinstance(fields, Mapping):
         return None
     if path in fields:
         return fields[path]
     key = next((k for k in fields if path.startswith(f"{k}.")), None)
-    return None if key is None else _value(fields[key], path[len(key) + 1 :])
+    return None if key is None else value(fields[key], path[len(key) + 1 :])
 
 
 def render(changes: list[Change], limit: int | None = 160) -> str:
@@ -246,8 +261,8 @@ def render(changes: list[Change], limit: int | None = 160) -> str:
         for field in shown:
             frozen = change.action == REPLACE and _immutable(change.resource, [field])
             why = " (cannot change in place)" if frozen else ""
-            value = _short(_value(change.resource.fields, field), limit)
-            lines.append(f"      {field}: {value}{why}")
+            shown = short(value(change.resource.fields, field), limit)
+            lines.append(f"      {field}: {shown}{why}")
     counts = {action: sum(c.action == action for c in changes) for action in SYMBOLS}
     lines.append(
         f"Plan: {counts[CREATE]} to create, {counts[UPDATE]} to update, "
@@ -273,8 +288,9 @@ def _leaves(fields: Mapping[str, Any] | list[Any], path: str = "") -> Iterable[s
             yield dotted
 
 
-def _short(value: Any, limit: int | None = 160) -> str:
-    text = json.dumps(value, sort_keys=True, default=str)
+def short(found: Any, limit: int | None = 160) -> str:
+    """A value as JSON, cut at ``limit`` characters (None: whole)."""
+    text = json.dumps(found, sort_keys=True, default=str)
     return text if limit is None or len(text) <= limit else text[: limit - 3] + "..."
 
 

@@ -257,7 +257,7 @@ def _refuse_replacement(changes: list[plan.Change]) -> None:
 
 
 @contextlib.contextmanager
-def _local_api() -> Iterator[dict[str, plan.Adapter]]:
+def local_api() -> Iterator[dict[str, plan.Adapter]]:
     """The adapters on the default clients (the emulator when ``PUBSUB_EMULATOR_HOST`` is set)."""
     with pubsub_v1.SubscriberClient() as subscriber:
         yield adapters(pubsub_v1.PublisherClient(), subscriber)
@@ -276,11 +276,11 @@ def converge(
     declared: list[plan.Resource], api: Mapping[str, plan.Adapter] | None = None
 ) -> list[plan.Change]:
     """Plan and apply ``declared`` (the local stack's, without IAM) through ``api`` (default:
-    ``_local_api``), refusing a replacement (it would drop a subscription's messages); a
+    ``local_api``), refusing a replacement (it would drop a subscription's messages); a
     resource created by someone else between plan and apply is planned again, once. Returns
     the plan applied."""
     if api is None:
-        with _local_api() as api:
+        with local_api() as api:
             return converge(declared, api)
     try:
         return _plan_and_apply(declared, api)
@@ -307,7 +307,7 @@ def ensure_subscription(
     its own topic (said in a warning when that is another). Returns (the subscription's path,
     whether it was created)."""
     path = names.subscription_path(project, subscription)
-    with _local_api() as api:
+    with local_api() as api:
         existing = api[SUBSCRIPTION].read(plan.Resource(SUBSCRIPTION, path, {}))
         wanted = names.topic_path(project, topic)
         if existing and existing["topic"] != wanted:

@@ -1,14 +1,21 @@
 """The denial-of-service drill's alerting, declared once (lab Task 3.5): two log-based metrics
-over the entries ``dos_detection`` writes, an email notification channel, an alert policy and a
-Cloud Monitoring dashboard, as ``clickstream.gcp.plan`` resources in their APIs' JSON form.
+over the entries ``dos_detection`` writes, an email notification channel (shared by every
+policy of the catalog, ``clickstream.monitoring.production``), an alert policy and a Cloud
+Monitoring dashboard, as ``clickstream.gcp.plan`` resources in their APIs' JSON form.
 
 - ``clickstream_dos_page_views`` (distribution): each window's page views, from its first pane.
 - ``clickstream_dos_windows_over_threshold`` (counter): windows the detector flagged.
 - The policy: per alignment period of one window, the mean page views of the windows logged in
-  it (``ALIGN_MEAN``; a distribution keeps its exact mean, where percentiles are estimated from
-  buckets), the highest over the series (``REDUCE_MAX``), above ``threshold``: an incident, one
-  email when it opens. A period without entries changes nothing (``NO_OP``): an incident closes
-  when windows are back under the threshold, or after ``AUTO_CLOSE_SECONDS`` without data.
+  it per ``timing`` series, the highest series, above ``threshold``: an incident, one email when
+  it opens. The metric is a DELTA DISTRIBUTION, for which Cloud Monitoring's API reference
+  documents ``ALIGN_SUM`` (the period's values merged into one distribution) but not
+  ``ALIGN_MEAN`` (numeric values only); ``REDUCE_MEAN`` takes distributions and gives their mean,
+  which a distribution keeps exactly (percentiles are estimated from its buckets). So two
+  aggregations, applied in order (``MetricThreshold.aggregations``): ``ALIGN_SUM`` then
+  ``REDUCE_MEAN`` by ``timing``; ``ALIGN_MAX`` then ``REDUCE_MAX`` across the two. A period
+  without entries changes nothing (no ``evaluation_missing_data``: unspecified is NO_OP, and the
+  field needs a duration of a minute or more): an incident closes when windows are back under
+  the threshold, or after ``AUTO_CLOSE_SECONDS`` without data.
 - The dashboard: the policy's chart (page views per window with the threshold line), the flagged
   windows, and the log entries. The threshold lives in the policy alone.
 
@@ -29,12 +36,12 @@ LOG_METRIC, CHANNEL = "log_metric", "notification_channel"  # the kinds of resou
 POLICY, DASHBOARD = "alert_policy", "dashboard"
 EMAIL, POLICY_KEY, DASHBOARD_KEY = "dos-email", "dos-policy", "dos-dashboard"  # their labels
 USER_METRIC_PREFIX = "logging.googleapis.com/user/"
-ALIGNER, REDUCER, COMPARISON = "ALIGN_MEAN", "REDUCE_MAX", "COMPARISON_GT"
-MISSING_DATA = "EVALUATION_MISSING_DATA_NO_OP"
+COMPARISON = "COMPARISON_GT"
 PROMPTS = ("OPENED",)  # one email per incident
 AUTO_CLOSE_SECONDS = 1800
 POLICY_NAME = "Clickstream: possible denial of service"
 PROJECT_ID = re.compile(r"[a-z][-a-z0-9]{4,28}[a-z0-9]")
+METRIC_TYPE = re.compile(r'metric\.type = "([^"]+)"')  # in the filters declared here
 EMAIL_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
 
 
@@ -142,6 +149,23 @@ class Alerting:
         """A Cloud Monitoring filter of the metric's time series."""
         return f'metric.type = "{metric.type}" AND resource.type = "{dos.RESOURCE_TYPE}"'
 
+    def aggregations(self) -> list[dict]:
+        """Per period: the page views of each ``timing`` series' windows merged (ALIGN_SUM of
+        distributions) and their mean (REDUCE_MEAN), then the highest of those means."""
+        return [
+            {
+                "alignment_period": self.alignment,
+                "per_series_aligner": "ALIGN_SUM",
+                "cross_series_reducer": "REDUCE_MEAN",
+                "group_by_fields": [f"metric.label.{label}" for label in dos.SERIES_LABELS],
+            },
+            {
+                "alignment_period": self.alignment,
+                "per_series_aligner": "ALIGN_MAX",
+                "cross_series_reducer": "REDUCE_MAX",
+            },
+        ]
+
     def resources(self) -> list[plan.Resource]:
         """Every resource, each after those it refers to."""
         metrics = [self.log_metric(metric) for metric in METRICS]
@@ -174,8 +198,8 @@ class Alerting:
     def channel(self) -> plan.Resource:
         fields = {
             "type_": "email",  # the client library's name of the API's field "type"
-            "display_name": "Clickstream DoS alerts",
-            "description": "Where the denial-of-service alert policy sends its email.",
+            "display_name": "Clickstream alerts",
+            "description": "Where the clickstream catalog's alert policies send their email.",
             "labels": {"email_address": self.email},
             "user_labels": {names.RESOURCE_LABEL: EMAIL},
             "enabled": True,
@@ -186,18 +210,11 @@ class Alerting:
         (page_views, _) = METRICS
         condition = {
             "filter": self.metric_filter(page_views),
-            "aggregations": [
-                {
-                    "alignment_period": self.alignment,
-                    "per_series_aligner": ALIGNER,
-                    "cross_series_reducer": REDUCER,
-                }
-            ],
+            "aggregations": self.aggregations(),
             "comparison": COMPARISON,
             "threshold_value": _number(float(self.threshold)),
             "duration": "0s",
             "trigger": {"count": 1},
-            "evaluation_missing_data": MISSING_DATA,
         }
         fields = {
             "display_name": POLICY_NAME,

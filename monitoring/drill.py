@@ -107,10 +107,12 @@ class Report:
 
 
 def _process(command: list[str], output: Path) -> subprocess.Popen:
-    """A ``clickstream`` command in a process of its own, its output in a file."""
+    """A ``clickstream`` command (or, with a module's name first, ``python -m`` that module)
+    in a process of its own, its output in a file."""
+    module = command[0] if "." in command[0] else "clickstream.cli"
     with open(output, "w") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "clickstream.cli", *command[1:]],
+            [sys.executable, "-m", module, *command[1:]],
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -158,7 +160,7 @@ def run(drill: Drill, say: Callable[[str], None] = print) -> Report:
     drained first, so the evaluator sees its last entries), whatever happens."""
     run_id = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
     detector, simulator = drill.commands(run_id)
-    condition = evaluator.Condition.of(drill.alerting)
+    condition = evaluator.dos_condition(drill.alerting)
     drill.workdir.mkdir(parents=True, exist_ok=True)
     drill.incidents.parent.mkdir(parents=True, exist_ok=True)
     drill.log.unlink(missing_ok=True)
@@ -206,12 +208,11 @@ def run(drill: Drill, say: Callable[[str], None] = print) -> Report:
             raise _failed("the simulator failed", simulator_out)
 
         def closed() -> bool:
-            return bool(watcher.history) and watcher.open is None
+            return bool(watcher.history) and not watcher.open
 
         if drill.burst:
             _wait(closed, drill.settle, stream)
         say("stopping: the detector drains, the evaluator reads its last entries")
-    latest = {incident.id: incident for incident in watcher.history}
     lines = evaluator.LogTail(drill.log).lines()
     windows = sum(dos.FIRST_PANES.matches(json.loads(line)) for line in lines)
-    return Report(list(latest.values()), windows, watcher.notifications, drill.burst > 0)
+    return Report(watcher.latest, windows, watcher.notifications, drill.burst > 0)

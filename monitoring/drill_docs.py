@@ -1,15 +1,19 @@
-"""The parts of docs/dos-drill.md generated from the definitions: the plan for a fresh project,
-the roles each identity needs, and the drill's commands. ``clickstream monitoring docs`` writes
-them; a test fails when they are stale."""
+"""The parts of docs/dos-drill.md and docs/alerts.md generated from the definitions: the plan
+for a fresh project, the roles each identity needs, the drill's commands; every production
+alert and the thresholds with their reasons. ``clickstream monitoring docs`` writes them; a test
+fails when they are stale."""
 
+import dataclasses
+from collections.abc import Iterable
 from pathlib import Path
 
 from clickstream.core import generated, names, shell
-from clickstream.gcp import plan
-from clickstream.monitoring import alerting, drill
+from clickstream.gcp import plan, pubsub
+from clickstream.monitoring import alerting, drill, production
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "docs" / "dos-drill.md"
+ALERTS_PAGE = ROOT / "docs" / "alerts.md"
 EXAMPLE = alerting.Alerting("my-project", "oncall@example.com")  # the docs' example values
 EXAMPLE_COMMAND = "clickstream monitoring plan --project my-project --email oncall@example.com"
 # Least privilege, per identity: (who, role, what for).
@@ -66,7 +70,44 @@ SECTIONS = {
 }
 
 
-def write(check: bool = False) -> list[str]:
-    """Write the generated sections (with ``check``, only compare); the stale pages."""
-    fresh = generated.fill(PAGE.read_text(encoding="utf-8"), SECTIONS, COMMAND)
-    return generated.write({PAGE: fresh}, ROOT, check)
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def alerts_table(subscriptions: Iterable[pubsub.Subscription]) -> str:
+    """Every production alert: its policy label, metric, condition, why and what to do."""
+    declared = production.Production(EXAMPLE.project, tuple(subscriptions))
+    lines = [
+        "| alert (label) | metric and selection | fires when | why this threshold | what to do |",
+        "|---|---|---|---|---|",
+    ]
+    for w in declared.watches():
+        side = ">" if w.comparison == "COMPARISON_GT" else "<"
+        when = f"{w.aligner} per {w.window} s {side} {w.threshold:g}"
+        if w.duration:
+            when += f" for {w.duration} s"
+        where = w.where.replace(" AND ", ", ")
+        lines.append(
+            f"| {w.title} (`{w.key}`) | `{w.metric}` of `{w.resource}`: {_cell(where)} | {when} "
+            f"| {_cell(w.why)} | {_cell(w.action)} |"
+        )
+    return "\n".join(lines)
+
+
+def thresholds_table() -> str:
+    lines = ["| name | default | why |", "|---|---|---|"]
+    for field in dataclasses.fields(production.Thresholds):
+        lines.append(f"| `{field.name}` | {field.default:,} | {production.REASONS[field.name]} |")
+    return "\n".join(lines)
+
+
+def write(subscriptions: Iterable[pubsub.Subscription], check: bool = False) -> list[str]:
+    """Write the generated sections of both pages (with ``check``, only compare), the alerts
+    of ``subscriptions`` (``clickstream.deploy.pubsub.subscriptions()``); the stale pages."""
+    subscriptions = tuple(subscriptions)
+    alerts = {"alerts": lambda: alerts_table(subscriptions), "thresholds": thresholds_table}
+    fresh = {
+        PAGE: generated.fill(PAGE.read_text(encoding="utf-8"), SECTIONS, COMMAND),
+        ALERTS_PAGE: generated.fill(ALERTS_PAGE.read_text(encoding="utf-8"), alerts, COMMAND),
+    }
+    return generated.write(fresh, ROOT, check)

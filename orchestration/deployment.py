@@ -1,109 +1,193 @@
-"""The orchestration on Google Cloud: what goes into the Composer environment's DAGs folder, the
-trigger function's source, and the gcloud commands that put them there (printed by
-``clickstream orchestrate deploy --dry-run``, run by it otherwise, stopping at the first failure).
+"""The orchestration on Google Cloud, as gcloud steps of the one plan
+(``clickstream.deploy.gcloud``; ``clickstream plan --only orchestration``): what goes into the
+Composer environment's DAGs folder, the trigger function's source, and the steps that put them
+there.
 
-Composer installs no package of ours: the DAG imports the catalog's Beam-free core, so the DAGs
-folder gets it beside the DAG file, as the package layout has it (``clickstream/core``,
-``clickstream/metadata``; ``.airflowignore`` keeps the scheduler from parsing them as DAGs).
-The local Airflow reads the same staged folder (``local_airflow.py``), with the Dataflow
-stand-in added.
+Composer installs no package of ours: the DAG imports the catalog's core and its lineage client,
+so the DAGs folder gets them beside the DAG file, as the package layout has it
+(``clickstream/core``, ``clickstream/metadata``, ``clickstream/gcp``; ``.airflowignore`` keeps the
+scheduler from parsing them as DAGs), with a digest of what is staged, which the plan compares.
+The local Airflow reads the same staged folder (``local_airflow.py``).
 
 The files-processed topic and the subscription ``clickstream subscribe files`` reads are part of
-the catalog's Pub/Sub plan (``clickstream pubsub apply``, ``clickstream.deploy.pubsub``), which
-comes first. Then two steps, in order:
+the catalog's Pub/Sub plan, and who may do what (the environment's account launching Dataflow
+jobs that run as the workers' account, publishing to the topic, recording lineage; the trigger's
+account receiving the bucket's events, invoking the function, calling Airflow) is
+``clickstream.deploy.access``, from which the plan grants it. The steps, in order:
 
-- ``dags_commands``: the DAG's settings (Airflow variable ``clickstream_orchestration``), the
-  Composer environment's service account's rights (launch Dataflow jobs that run as the worker
-  account, publish to the topic), then ``gcloud composer environments storage dags import``.
-- ``trigger_commands``: the trigger function (Cloud Run functions, gen2) on the bucket's
-  finalize events with retries, its service account allowed to receive the events
-  (``roles/eventarc.eventReceiver``: Eventarc requires it of a trigger on direct events other
-  than Pub/Sub's), to be invoked by Eventarc (``roles/run.invoker``) and to call the Airflow
-  REST API (``roles/composer.user`` and Airflow's ``Op`` role), and the Cloud Storage service
-  agent's right to publish the events.
+- ``environment_steps``: the Composer environment, running as its own service account, with the
+  lineage client library the DAG uses;
+- ``dags_steps``: the DAG's settings (Airflow variable ``clickstream_orchestration``), then the
+  DAG and the core it imports;
+- ``trigger_steps``: the trigger function (Cloud Run functions, gen2) on the bucket's finalize
+  events with retries, and its account's Airflow role (``Op``: may trigger DAG runs).
 """
 
-import dataclasses
 import json
 import shutil
 from pathlib import Path
 
-from clickstream.core import landing, names, templates
+from clickstream.core import landing, names, shell, templates
 from clickstream.deploy import subscribers
+from clickstream.deploy.gcloud import Step, content_digest
+from clickstream.deploy.settings import Settings
 
 HERE = Path(__file__).resolve().parent
 DAG_FILE = HERE / "dags" / f"{names.FILE_LANDED_DAG}.py"
 LOCAL_DATAFLOW = HERE / "dags" / "local_dataflow.py"
 AIRFLOW_IGNORE = HERE / "dags" / ".airflowignore"
-DAG_PACKAGES = ("core", "metadata")  # what the DAG imports, Beam-free
+DAG_PACKAGES = ("core", "metadata", "gcp")  # what the DAG imports: Beam-free
 TRIGGER = HERE / "trigger.py"
 FUNCTION_ROOTS = ("functions-framework", "google-auth", "requests")
-FUNCTION = "clickstream-file-landed"
-TRIGGER_ACCOUNT = "clickstream-trigger"
 DAG_IMPORTS = (".airflowignore", "clickstream", f"{names.FILE_LANDED_DAG}.py")  # the DAG last
+DIGEST_FILE = "clickstream/STAGED_DIGEST"  # in the DAGs folder: the digest of what was staged
+SETTINGS_VARIABLE = "clickstream_orchestration"
+PYPI_PACKAGES = ("google-cloud-datacatalog-lineage==0.7.1",)  # what the DAG needs beyond Composer
 
 
-@dataclasses.dataclass(frozen=True)
-class Target:
-    """The Composer environment, the bucket files land in, and where the template file is."""
+def worker_image(settings: Settings) -> str:
+    """The migration template's image, which its workers must run (the launch's
+    ``sdkContainerImage``): the stock Beam container lacks the catalog."""
+    where = (settings.project, settings.region, settings.repository, settings.tag)
+    return templates.image(names.MIGRATION_TEMPLATE, *where)
 
-    project: str
-    region: str
-    environment: str
-    bucket: str  # files landing under names.LANDING_PREFIX start a run (no gs://)
-    template_bucket: str  # holds templates/batch_migration.json (clickstream template build)
-    dataset: str = names.DATASET
-    topic: str = names.FILES_PROCESSED_TOPIC
-    airflow_api: str = "v2"  # v2: Airflow 3; v1: Airflow 2
-    worker_account: str = ""  # the Dataflow workers' service account (default: Compute's)
-    repository: str = names.IMAGE_REPOSITORY  # Artifact Registry repository of the image
-    tag: str = names.IMAGE_TAG  # the template image's tag (clickstream template build --tag)
 
-    def __post_init__(self):
-        if self.airflow_api not in ("v1", "v2"):
-            raise ValueError(f"airflow API {self.airflow_api!r}: v2 (Airflow 3) or v1 (Airflow 2)")
+def dag_settings(settings: Settings) -> dict:
+    """The DAG's ``clickstream_orchestration`` variable: where the template file is, and the
+    launch's environment: the workers' image and account, and where they keep temporary files."""
+    return {
+        "project": settings.project,
+        "region": settings.region,
+        "template_bucket": settings.ops_bucket,
+        "dataset": settings.dataset,
+        "topic": names.FILES_PROCESSED_TOPIC,
+        "composer_environment": settings.composer_environment,
+        "environment": {
+            "sdkContainerImage": worker_image(settings),
+            "serviceAccountEmail": settings.account(names.DATAFLOW_ACCOUNT),
+            "tempLocation": f"gs://{settings.ops_bucket}/temp/",
+        },
+    }
 
-    def gcloud(self, *args: str) -> list[str]:
-        """A gcloud command in the project (the flag before a ``--``: what follows is not
-        gcloud's)."""
-        end = args.index("--") if "--" in args else len(args)
-        return ["gcloud", *args[:end], f"--project={self.project}", *args[end:]]
 
-    def describe(self, field: str) -> str:
-        """A field of the environment, read by the shell when the command runs."""
-        return (
-            f"$(gcloud composer environments describe {self.environment} "
-            f"--location={self.region} --project={self.project} --format='value({field})')"
+def _gcloud(settings: Settings, *args: str) -> list[str]:
+    """A gcloud command in the project (the flag before a ``--``: what follows is Airflow's)."""
+    end = args.index("--") if "--" in args else len(args)
+    return ["gcloud", *args[:end], f"--project={settings.project}", *args[end:]]
+
+
+def _where(settings: Settings) -> tuple[str, str]:
+    return settings.composer_environment, f"--location={settings.region}"
+
+
+def _describe(settings: Settings, field: str) -> str:
+    """A field of the environment, read by the shell when the step runs."""
+    environment, location = _where(settings)
+    return (
+        f"$(gcloud composer environments describe {environment} {location} "
+        f"--project={settings.project} --format='value({field})')"
+    )
+
+
+def airflow_api(settings: Settings) -> str:
+    """The Airflow REST API's version of the environment's image: v1 (Airflow 2), v2 (3)."""
+    return "v2" if "-airflow-3" in settings.composer_image else "v1"
+
+
+def environment_steps(settings: Settings) -> list[Step]:
+    environment, location = _where(settings)
+    describe = ("composer", "environments", "describe", environment, location)
+    return [
+        Step(
+            f"composer-environment {environment}",
+            _gcloud(
+                settings,
+                *("composer", "environments", "create", environment, location),
+                f"--image-version={settings.composer_image}",
+                f"--service-account={settings.account(names.COMPOSER_ACCOUNT)}",
+            ),
+            _gcloud(settings, *describe, "--format=value(state)"),
+            "RUNNING",
+            undo=_gcloud(
+                settings, "composer", "environments", "delete", environment, location, "--quiet"
+            ),
+        ),
+        Step(
+            f"composer-packages {environment}",
+            _gcloud(
+                settings,
+                *("composer", "environments", "update", environment, location),
+                *(f"--update-pypi-package={package}" for package in PYPI_PACKAGES),
+            ),
+            shell.line(_gcloud(settings, *describe, "--format=value(config.softwareConfig)"))
+            + "".join(f" | grep -qF {p.split('==')[0]}" for p in PYPI_PACKAGES),
+        ),
+    ]
+
+
+def dags_steps(settings: Settings, dags: Path) -> list[Step]:
+    """``dags``: the folder from ``stage_dags``."""
+    environment, location = _where(settings)
+    run = ("composer", "environments", "run", environment, location)
+    value = json.dumps(dag_settings(settings), sort_keys=True)
+    prefix = _describe(settings, "config.dagGcsPrefix")
+    imports = [
+        _gcloud(
+            settings,
+            *("composer", "environments", "storage", "dags", "import"),
+            f"--environment={environment}",
+            location,
+            f"--source={dags / name}",
         )
+        for name in DAG_IMPORTS
+    ]
+    return [
+        Step(
+            f"airflow-variable {SETTINGS_VARIABLE}",
+            _gcloud(settings, *run, "variables", "set", "--", SETTINGS_VARIABLE, value),
+            _gcloud(settings, *run, "variables", "get", "--", SETTINGS_VARIABLE),
+            value,
+        ),
+        *(
+            Step(
+                f"dags {name}",
+                command,
+                f"gcloud storage cat {prefix}/{DIGEST_FILE} --project={settings.project}",
+                (dags / DIGEST_FILE).read_text(),
+            )
+            for name, command in zip(DAG_IMPORTS, imports, strict=True)
+        ),
+    ]
 
-    @property
-    def composer_account(self) -> str:
-        return self.describe("config.nodeConfig.serviceAccount")
 
-    @property
-    def trigger_account(self) -> str:
-        return f"{TRIGGER_ACCOUNT}@{self.project}.iam.gserviceaccount.com"
-
-    @property
-    def worker_image(self) -> str:
-        """The migration template's image, which its workers must run (the launch's
-        ``sdkContainerImage``): the stock Beam container lacks the catalog."""
-        where = (self.project, self.region, self.repository, self.tag)
-        return templates.image(names.MIGRATION_TEMPLATE, *where)
-
-    def settings(self) -> dict:
-        """The DAG's ``clickstream_orchestration`` variable."""
-        environment = {"sdkContainerImage": self.worker_image}
-        if self.worker_account:
-            environment["serviceAccountEmail"] = self.worker_account
-        return {
-            "project": self.project,
-            "region": self.region,
-            "template_bucket": self.template_bucket,
-            "dataset": self.dataset,
-            "topic": self.topic,
-            "environment": environment,
-        }
+def trigger_steps(settings: Settings, source: Path) -> list[Step]:
+    """``source``: the function's directory, from ``stage_function``."""
+    account = settings.account(names.TRIGGER_ACCOUNT)
+    environment = {
+        "AIRFLOW_URL": _describe(settings, "config.airflowUri"),
+        "AIRFLOW_API": airflow_api(settings),
+        "AIRFLOW_AUTH": "google",
+        "LANDING_PREFIX": names.LANDING_PREFIX,
+        "DAG_ID": names.FILE_LANDED_DAG,
+    }
+    flags = [
+        "--entry-point=on_file_landed",
+        f"--trigger-event-filters=type={landing.FINALIZED}",
+        f"--trigger-event-filters=bucket={settings.bucket}",
+        *("--retry", f"--service-account={account}", f"--trigger-service-account={account}"),
+        *("--memory=256Mi", "--timeout=60s", "--max-instances=10"),
+    ]
+    environment_name, location = _where(settings)
+    run = ("composer", "environments", "run", environment_name, location)
+    return [
+        *subscribers.function_steps(settings, names.TRIGGER_FUNCTION, source, flags, environment),
+        Step(  # Airflow's own access control: may trigger DAG runs
+            f"airflow-role Op {account}",
+            _gcloud(settings, *run, "users", "add-role", "--", "-e", account, "-r", "Op"),
+            shell.line(_gcloud(settings, *run, "users", "list", "--", "-o", "plain"))
+            + f" | grep -w {account} | grep -qw Op",
+        ),
+    ]
 
 
 def stage_dags(destination: Path, local: bool = False) -> Path:
@@ -114,6 +198,7 @@ def stage_dags(destination: Path, local: bool = False) -> Path:
     for source in (DAG_FILE, AIRFLOW_IGNORE, *([LOCAL_DATAFLOW] if local else [])):
         shutil.copy2(source, destination / source.name)
     subscribers.copy_packages(destination, DAG_PACKAGES)
+    (destination / DIGEST_FILE).write_text(content_digest(destination)[:16])
     return destination
 
 
@@ -135,92 +220,3 @@ def stage_function(destination: Path) -> Path:
         '__all__ = ["on_file_landed"]\n'
     )
     return destination
-
-
-def dags_commands(target: Target, dags: Path) -> list[list[str]]:
-    """``dags``: the folder from ``stage_dags``."""
-    where = (f"--environment={target.environment}", f"--location={target.region}")
-    member = f"--member=serviceAccount:{target.composer_account}"
-    worker = target.worker_account or (
-        f"$(gcloud projects describe {target.project} --format='value(projectNumber)')"
-        "-compute@developer.gserviceaccount.com"
-    )
-    return [
-        target.gcloud(
-            *("composer", "environments", "run", target.environment),
-            f"--location={target.region}",
-            *("variables", "set", "--", "clickstream_orchestration"),
-            json.dumps(target.settings(), sort_keys=True),
-        ),
-        target.gcloud(
-            *("projects", "add-iam-policy-binding", target.project, member),
-            *("--role=roles/dataflow.developer", "--condition=None"),
-        ),
-        target.gcloud(
-            *("iam", "service-accounts", "add-iam-policy-binding", worker, member),
-            "--role=roles/iam.serviceAccountUser",
-        ),
-        target.gcloud(
-            *("pubsub", "topics", "add-iam-policy-binding", target.topic, member),
-            "--role=roles/pubsub.publisher",
-        ),
-        *(
-            target.gcloud(
-                *("composer", "environments", "storage", "dags", "import", *where), source
-            )
-            for source in (f"--source={dags / name}" for name in DAG_IMPORTS)
-        ),
-    ]
-
-
-def trigger_commands(target: Target, source: Path) -> list[list[str]]:
-    """``source``: the function's directory, from ``stage_function``."""
-    account = target.trigger_account
-    environment = {
-        "AIRFLOW_URL": target.describe("config.airflowUri"),
-        "AIRFLOW_API": target.airflow_api,
-        "AIRFLOW_AUTH": "google",
-        "LANDING_PREFIX": names.LANDING_PREFIX,
-        "DAG_ID": names.FILE_LANDED_DAG,
-    }
-    storage_agent = f"$(gcloud storage service-agent --project={target.project})"
-    return [
-        target.gcloud(
-            *("iam", "service-accounts", "create", TRIGGER_ACCOUNT),
-            "--display-name=clickstream orchestration trigger",
-        ),
-        target.gcloud(
-            *("projects", "add-iam-policy-binding", target.project),
-            *(f"--member=serviceAccount:{account}", "--role=roles/composer.user"),
-            "--condition=None",
-        ),
-        target.gcloud(  # Eventarc delivers to the function as this account
-            *("projects", "add-iam-policy-binding", target.project),
-            *(f"--member=serviceAccount:{account}", "--role=roles/run.invoker"),
-            "--condition=None",
-        ),
-        target.gcloud(  # ...and receives the bucket's events as it (direct events need it)
-            *("projects", "add-iam-policy-binding", target.project),
-            *(f"--member=serviceAccount:{account}", "--role=roles/eventarc.eventReceiver"),
-            "--condition=None",
-        ),
-        target.gcloud(  # Airflow's own access control: may trigger DAG runs
-            *("composer", "environments", "run", target.environment),
-            f"--location={target.region}",
-            *("users", "add-role", "--", "-e", account, "-r", "Op"),
-        ),
-        target.gcloud(
-            *("projects", "add-iam-policy-binding", target.project),
-            f"--member=serviceAccount:{storage_agent}",
-            *("--role=roles/pubsub.publisher", "--condition=None"),
-        ),
-        target.gcloud(
-            *("functions", "deploy", FUNCTION, "--gen2", f"--region={target.region}"),
-            *("--runtime=python311", f"--source={source}", "--entry-point=on_file_landed"),
-            f"--trigger-event-filters=type={landing.FINALIZED}",
-            f"--trigger-event-filters=bucket={target.bucket}",
-            *("--retry", f"--service-account={account}", f"--trigger-service-account={account}"),
-            "--set-env-vars=" + ",".join(f"{k}={v}" for k, v in environment.items()),
-            *("--memory=256Mi", "--timeout=60s", "--max-instances=10"),
-        ),
-    ]

@@ -5,17 +5,13 @@ message and the deployment commands (``clickstream orchestrate docs`` writes the
 import re
 from pathlib import Path
 
-from clickstream.core import landing, names, shell
+from clickstream.core import landing, names
+from clickstream.deploy import gcloud, settings
 from clickstream.orchestration import deployment
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "orchestration.md"
-EXAMPLE = deployment.Target(
-    project="my-project",
-    region="europe-west1",
-    environment="clickstream-composer",
-    bucket="my-landing-bucket",
-    template_bucket="my-template-bucket",
-)
+EXAMPLE = settings.Settings("my-project", "europe-west1", bucket="my-landing-bucket", tag="TAG")
+DIGEST = re.compile(r"(CLICKSTREAM_SOURCE)=[0-9a-f]+")  # the staged code's: changes with it
 _BLOCK = re.compile(r"(<!-- generated: (\w+) -->\n).*?(<!-- end generated -->)", re.DOTALL)
 
 
@@ -51,14 +47,13 @@ def message() -> str:
 
 def commands() -> str:
     build = Path("build", "orchestration")
-    steps = {
-        "dags": deployment.dags_commands(EXAMPLE, build / "dags"),
-        "trigger": deployment.trigger_commands(EXAMPLE, build / "trigger-function"),
-    }
-    lines = ["```bash"]
-    for step, listed in steps.items():
-        lines.append(f"# clickstream orchestrate deploy {step} ... --dry-run")
-        lines += [shell.line(command) for command in listed]
+    steps = [
+        *deployment.environment_steps(EXAMPLE),
+        *deployment.dags_steps(EXAMPLE, deployment.stage_dags(build / "dags")),
+        *deployment.trigger_steps(EXAMPLE, deployment.stage_function(build / "trigger-function")),
+    ]
+    lines = ["```bash", "# clickstream orchestrate deploy --project my-project ... --dry-run"]
+    lines += [DIGEST.sub(r"\1=DIGEST", gcloud.line(step.command)) for step in steps]
     return "\n".join([*lines, "```"])
 
 

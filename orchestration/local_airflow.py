@@ -4,9 +4,12 @@ staged DAGs folder, the trigger function served by the Functions Framework, and 
 turns new objects in the local bucket into finalize events for it.
 
 What stands in for Google Cloud: the emulators (Pub/Sub, BigQuery, Cloud Storage), the bridge
-(Eventarc), ``local_dataflow.py`` (Dataflow: the same launch request runs through
-``clickstream template run``), and Airflow's simple auth manager with everyone an admin (the
-function sends no token; Composer's web server takes a Google one).
+(Eventarc), the fake Dataflow API (``clickstream.fakes.dataflow``, in this process: the DAG's
+provider operator and hook talk to it, ``dags/local_dataflow.py``), and Airflow's simple auth
+manager with everyone an admin (the function sends no token; Composer's web server takes a
+Google one). The fake Dataflow checks each launch as Dataflow does (the template file, which
+gcloud writes as ``flex-template build`` does, its parameters, the worker image) and runs each
+job with Beam's local runner (``clickstream template run``); it checks no identities.
 
 ``running`` starts them all, waits until the DAG is parsed, and stops them on exit; the
 clients must already point at the emulators (``clickstream.cli.local.use_local_stack``).
@@ -17,20 +20,24 @@ import dataclasses
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import cast
 
 import requests
+from google.api_core.exceptions import NotFound
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
 from clickstream.core import names, templates
+from clickstream.fakes import dataflow, platform
 from clickstream.gcp import bigquery_tables, pubsub
 from clickstream.orchestration import bridge, deployment
 
@@ -41,6 +48,9 @@ READY_TIMEOUT = 180.0  # seconds until the api-server answers and the DAG is par
 STOP_TIMEOUT = 15.0
 POLL = 0.5
 COMPONENTS = ("api-server", "scheduler", "dag-processor")
+REGION = "local"  # the Dataflow region of the local stack
+IMAGE_TAG = "local"  # the template image's tag: locally, the image is the checked-out code
+OUTPUT_TAIL = 3000  # characters of a failed command's output in its error
 
 
 class OrchestrationError(RuntimeError):
@@ -70,21 +80,27 @@ class Local:
     def dags(self) -> Path:
         return self.home / "dags"
 
+    @property
+    def image(self) -> str:
+        """The migration template's image, named as on Google Cloud; locally, the checked-out
+        code (``clickstream template run``) is that image."""
+        where = (self.project, REGION, names.IMAGE_REPOSITORY, IMAGE_TAG)
+        return templates.image(names.MIGRATION_TEMPLATE, *where)
+
     def settings(self) -> dict:
-        """The DAG's variable: the local project, its bucket holds the template files' place;
-        the worker image is named as on Google Cloud (the stand-in runs the checked-out code)."""
-        where = (self.project, "local", names.IMAGE_REPOSITORY, "local")
+        """The DAG's variable: the local project, its bucket holds the template file, the
+        workers run the template's image."""
         return {
             "project": self.project,
-            "region": "local",
+            "region": REGION,
             "template_bucket": self.project,
             "dataset": self.dataset,
-            "environment": {"sdkContainerImage": templates.image(names.MIGRATION_TEMPLATE, *where)},
+            "environment": {"sdkContainerImage": self.image},
         }
 
-    def airflow_env(self) -> dict[str, str]:
+    def airflow_env(self, dataflow_endpoint: str) -> dict[str, str]:
         """Airflow's configuration (environment variables), on top of the current environment
-        (which points the clients at the emulators)."""
+        (which points the clients at the emulators), with the local Dataflow's endpoint."""
         return {
             **os.environ,
             "AIRFLOW_HOME": str(self.home),
@@ -103,7 +119,7 @@ class Local:
             "AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT": json.dumps(
                 {"conn_type": "google_cloud_platform", "extra": {"project": self.project}}
             ),
-            "CLICKSTREAM_LOCAL_DATAFLOW": str(Path(sys.executable).with_name("clickstream")),
+            "CLICKSTREAM_LOCAL_DATAFLOW": dataflow_endpoint,
         }
 
     def function_env(self) -> dict[str, str]:
@@ -158,9 +174,74 @@ def _wait_for_dag(local: Local, processes: list[subprocess.Popen]) -> None:
     raise OrchestrationError(f"the DAG was not ready after {READY_TIMEOUT:.0f} s")
 
 
+def template_spec(local: Local) -> bytes:
+    """The migration template's file for the local image, as ``gcloud dataflow flex-template
+    build`` writes it (its ``--print-only`` output: offline, with an empty configuration)."""
+    gcloud = shutil.which("gcloud")
+    if gcloud is None:
+        raise OrchestrationError(
+            "gcloud is missing: the local Dataflow's template file is written by `gcloud "
+            "dataflow flex-template build` (install the Google Cloud CLI)"
+        )
+    where = (local.project, REGION, local.project, names.IMAGE_REPOSITORY, IMAGE_TAG)
+    build = templates.build_commands(names.MIGRATION_TEMPLATE, *where)[-1]
+    with tempfile.TemporaryDirectory() as config:
+        env = {**os.environ, "CLOUDSDK_CONFIG": config, "CLOUDSDK_CORE_DISABLE_PROMPTS": "1"}
+        command = [gcloud, *build[1:], "--print-only", "--format=value(.)"]
+        written = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    if written.returncode:
+        raise OrchestrationError(f"{' '.join(build[:4])} failed:\n{written.stderr[-OUTPUT_TAIL:]}")
+    return written.stdout.removesuffix("\n").encode()
+
+
+def run_job(job: dataflow.Job, logs: Path) -> dataflow.Counters:
+    """A job of the local Dataflow, run by Beam's local runner: ``clickstream template run``
+    with the template's parameters (its output in ``logs/JOB_ID.log``); its counters."""
+    name = PurePosixPath(job.template).stem  # gs://BUCKET/templates/NAME.json
+    log = logs / f"{job.id}.log"
+    with tempfile.TemporaryDirectory() as scratch:
+        counters = Path(scratch, "counters.json")
+        command = [sys.executable, "-m", "clickstream.cli", "template", "run", name]
+        command += ["--counters", str(counters)]
+        for key, value in job.parameters.items():
+            command += ["--param", f"{key}={value}"]
+        with log.open("w") as output:
+            run = subprocess.run(command, stdout=output, stderr=subprocess.STDOUT)
+        if run.returncode:
+            tail = log.read_text(errors="replace")[-OUTPUT_TAIL:]
+            raise RuntimeError(f"clickstream template run {name} exited {run.returncode}: {tail}")
+        return {names.COUNTER_NAMESPACE: json.loads(counters.read_text())}
+
+
 @contextlib.contextmanager
-def running(local: Local) -> Iterator[Local]:
-    """Stage the DAGs, start Airflow, the trigger function and the bridge; stop them on exit."""
+def local_dataflow(local: Local, client: storage.Client) -> Iterator[dataflow.FakeDataflow]:
+    """The fake Dataflow API of the local project, with the migration template's file in the
+    local bucket and its image pushed; its jobs run with ``run_job``."""
+    project = platform.new_project(local.project)
+    project.enabled.add(dataflow.SERVICE)
+    project.images.add(local.image)
+    path = templates.template_file(names.MIGRATION_TEMPLATE, local.project)
+    storage.Blob.from_uri(path, client).upload_from_string(template_spec(local))
+    logs = local.home / "logs" / "dataflow"
+    logs.mkdir(parents=True, exist_ok=True)
+
+    def read(url: str) -> bytes | None:
+        try:
+            return storage.Blob.from_uri(url, client).download_as_bytes()
+        except NotFound:
+            return None
+
+    fake = dataflow.FakeDataflow(project, read, lambda job: run_job(job, logs))
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+@contextlib.contextmanager
+def running(local: Local) -> Iterator[dataflow.FakeDataflow]:
+    """Stage the DAGs, start the local Dataflow, Airflow, the trigger function and the bridge;
+    stop them on exit. Yields the local Dataflow (its jobs)."""
     airflow = local.airflow_venv / "bin" / "airflow"
     if not airflow.is_file():
         raise OrchestrationError(
@@ -173,30 +254,31 @@ def running(local: Local) -> Iterator[Local]:
     pubsub.ensure_subscription(
         local.project, names.FILES_PROCESSED_SUBSCRIPTION, names.FILES_PROCESSED_TOPIC
     )
-    env = local.airflow_env()
-    migrate = subprocess.run(
-        [str(airflow), "db", "migrate"], env=env, capture_output=True, text=True
-    )
-    if migrate.returncode:
-        raise OrchestrationError(f"airflow db migrate failed:\n{migrate.stdout[-3000:]}")
-    processes = [
-        _start([str(airflow), component], env, logs / f"{component}.log")
-        for component in COMPONENTS
-    ]
-    stop = threading.Event()
-    try:
-        command = [  # the Functions Framework's server, as on Cloud Run
-            *(sys.executable, "-m", "functions_framework", "--target", "on_file_landed"),
-            *("--source", str(TRIGGER_SOURCE), "--signature-type", "cloudevent"),
-            *("--host", "127.0.0.1", "--port", str(local.function_port)),
+    client = storage.Client(project=local.project, credentials=AnonymousCredentials())
+    with local_dataflow(local, client) as jobs:
+        env = local.airflow_env(jobs.endpoint)
+        migrate = subprocess.run(
+            [str(airflow), "db", "migrate"], env=env, capture_output=True, text=True
+        )
+        if migrate.returncode:
+            raise OrchestrationError(f"airflow db migrate failed:\n{migrate.stdout[-3000:]}")
+        processes = [
+            _start([str(airflow), component], env, logs / f"{component}.log")
+            for component in COMPONENTS
         ]
-        processes.append(_start(command, local.function_env(), logs / "trigger.log"))
-        _wait_for_dag(local, processes)
-        client = storage.Client(project=local.project, credentials=AnonymousCredentials())
-        watcher = bridge.Bridge(client, local.project, local.function_url)
-        thread = threading.Thread(target=watcher.run, args=(stop,), daemon=True)
-        thread.start()
-        yield local
-    finally:
-        stop.set()
-        _stop(processes)
+        stop = threading.Event()
+        try:
+            command = [  # the Functions Framework's server, as on Cloud Run
+                *(sys.executable, "-m", "functions_framework", "--target", "on_file_landed"),
+                *("--source", str(TRIGGER_SOURCE), "--signature-type", "cloudevent"),
+                *("--host", "127.0.0.1", "--port", str(local.function_port)),
+            ]
+            processes.append(_start(command, local.function_env(), logs / "trigger.log"))
+            _wait_for_dag(local, processes)
+            watcher = bridge.Bridge(client, local.project, local.function_url)
+            thread = threading.Thread(target=watcher.run, args=(stop,), daemon=True)
+            thread.start()
+            yield jobs
+        finally:
+            stop.set()
+            _stop(processes)

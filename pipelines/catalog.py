@@ -5,20 +5,51 @@ in the image (``templates/main.py``) and on the local stack (``clickstream templ
 """
 
 import argparse
+import contextlib
 import json
 import logging
+import sys
 import time
 
 import apache_beam as beam
 import yaml
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.yaml import main as yaml_main
-from apache_beam.yaml import yaml_transform
+from apache_beam.yaml import yaml_provider, yaml_transform
 
 from clickstream import pipelines
 from clickstream.core import names, templates
 
 _LOG = logging.getLogger(__name__)
+# Client libraries that Beam YAML's standard providers import and no spec here uses: Vertex AI's
+# (the MLTransform provider imports every ML transform module, its Vertex AI embeddings among
+# them) and Bigtable's (an Enrichment handler). Both come with apache-beam[gcp]; importing them
+# takes seconds.
+UNUSED_CLIENTS = ("google.cloud.aiplatform", "vertexai", "google.cloud.bigtable")
+
+
+@contextlib.contextmanager
+def _hidden(modules: tuple[str, ...]):
+    """Within the block, importing one of ``modules`` (not imported yet) raises ImportError: a
+    None in ``sys.modules`` stops an import (Python's import system); afterwards they import as
+    usual."""
+    hidden = [name for name in modules if name not in sys.modules]
+    sys.modules.update(dict.fromkeys(hidden))
+    try:
+        yield
+    finally:
+        for name in hidden:
+            if sys.modules.get(name, False) is None:
+                del sys.modules[name]
+
+
+def load_standard_providers() -> None:
+    """Beam YAML's standard providers, loaded once per process (``standard_providers`` caches
+    them) without the unused clients. Beam treats a provider's missing optional dependency as
+    supported: ``apache_beam/yaml/yaml_ml.py`` and ``yaml_enrichment.py`` catch the ImportError
+    and leave that transform out (MLTransform's Vertex AI embeddings, Enrichment)."""
+    with _hidden(UNUSED_CLIENTS):
+        yaml_provider.standard_providers()
 
 
 def export(name: str, parameters: dict[str, str], package: str) -> str:
@@ -56,6 +87,7 @@ def pipeline_argv(name: str, jinja_variables: dict, beam_args: list[str]) -> lis
 
 def build_pipeline(name: str, jinja_variables: dict, beam_args: list[str]) -> beam.Pipeline:
     """The Beam pipeline of spec ``name`` with its variables and Beam options."""
+    load_standard_providers()
     options, construct, display_data = yaml_main.build_pipeline_components_from_argv(
         pipeline_argv(name, jinja_variables, beam_args)
     )

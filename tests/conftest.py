@@ -2,6 +2,7 @@
 test tiers, marked from the fixtures a test uses (``make test-fast`` runs the tests with none)."""
 
 import os
+import shutil
 import socket
 from pathlib import Path
 
@@ -42,6 +43,14 @@ def lab_data() -> Path:
     if not any(LAB_DATA.glob("*.jsonl")):
         pytest.skip(f"lab data absent: no {LAB_DATA}/*.jsonl (it lives in ../shared)")
     return LAB_DATA
+
+
+@pytest.fixture
+def gcloud(tmp_path) -> Path:
+    """gcloud with an empty configuration (no account): it parses and builds offline."""
+    if not shutil.which("gcloud"):
+        pytest.fail("gcloud is missing (the Google Cloud CLI of the machine image)")
+    return tmp_path / "gcloud-config"
 
 
 @pytest.fixture(scope="session")

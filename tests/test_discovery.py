@@ -4,26 +4,35 @@ flex-template launch, the template metadata, the tables and views, the lineage c
 
 import datetime
 import json
+import tempfile
+from pathlib import Path
 
 import pytest
-from google.cloud import dataplex_v1, monitoring_dashboard_v1, monitoring_v3
+from google.cloud import (
+    artifactregistry_v1,
+    dataplex_v1,
+    iam_admin_v1,
+    monitoring_dashboard_v1,
+    monitoring_v3,
+)
 from google.cloud.logging_v2.types import LogMetric
 from google.cloud.pubsub_v1 import types as pubsub_types
 
 from clickstream import pipelines
 from clickstream.core import contract, landing, names, templates
-from clickstream.deploy import pubsub as pubsub_deployment
-from clickstream.deploy import subscribers
+from clickstream.deploy import gcloud, settings
 from clickstream.fakes import discovery
-from clickstream.gcp import bigquery_tables, iam, lineage, plan
+from clickstream.gcp import bigquery_tables, iam, lineage, plan, platform, storage, warehouse_plan
 from clickstream.gcp import pubsub as pubsub_plan
-from clickstream.governance import mesh
 from clickstream.monitoring import alerting
 from clickstream.orchestration import deployment
+from clickstream.project import areas
 
 PROJECT, REGION, NUMBER = "my-project", "europe-west1", "123456789012"
 
-# Each kind of declared resource: its API's message (how the adapter sends it) and REST schema.
+# Each kind of declared resource: how its adapter sends it (its API's message, or the JSON
+# itself) and its REST schema. Not checked: ``api`` (enabling a service sends no body) and
+# ``gcloud`` (commands, checked by tests/test_gcloud_commands.py).
 KINDS = {
     pubsub_plan.TOPIC: (pubsub_types.Topic, "pubsub.v1", "Topic"),
     pubsub_plan.SUBSCRIPTION: (pubsub_types.Subscription, "pubsub.v1", "Subscription"),
@@ -36,18 +45,25 @@ KINDS = {
     "zone": (dataplex_v1.Zone, "dataplex.v1", "GoogleCloudDataplexV1Zone"),
     "asset": (dataplex_v1.Asset, "dataplex.v1", "GoogleCloudDataplexV1Asset"),
     "entry-aspects": (dataplex_v1.Entry, "dataplex.v1", "GoogleCloudDataplexV1Entry"),
+    platform.ACCOUNT: (iam_admin_v1.ServiceAccount, "iam.v1", "ServiceAccount"),
+    platform.REPOSITORY: (artifactregistry_v1.Repository, "artifactregistry.v1", "Repository"),
+    storage.BUCKET: (None, "storage.v1", "Bucket"),
+    warehouse_plan.DATASET: (None, "bigquery.v2", "Dataset"),
+    warehouse_plan.TABLE: (None, "bigquery.v2", "Table"),
+    warehouse_plan.VIEW: (None, "bigquery.v2", "Table"),
 }
+UNCHECKED = (platform.API, gcloud.KIND)
+SETTINGS = settings.Settings(
+    PROJECT, REGION, "oncall@example.com", members={"analysts": ("group:analysts@example.com",)}
+)
 
 
 def declared() -> list[plan.Resource]:
-    """Every resource the plans declare, on a sample project."""
-    target = subscribers.Target(PROJECT, REGION)
-    members = {"analysts": ("group:analysts@example.com",)}
-    return [
-        *pubsub_deployment.cloud_resources(target, NUMBER),
-        *alerting.Alerting(PROJECT, "oncall@example.com").resources(),
-        *mesh.resources(mesh.Mesh(PROJECT, REGION, members=members)),
-    ]
+    """Every resource the project declares but its templates' (built with gcloud)."""
+    chosen = [area for area in areas.AREAS if area != "templates"]
+    with tempfile.TemporaryDirectory() as build:
+        found = areas.declare(SETTINGS, NUMBER, Path(build), chosen).resources
+    return [*found, platform.repository(PROJECT, REGION, "clickstream", "images")]
 
 
 def resolved(value):
@@ -63,6 +79,8 @@ def resolved(value):
 
 def api_json(message, fields: dict) -> dict:
     """``fields`` as the adapter sends them: parsed into the API's message, in JSON form."""
+    if message is None:
+        return resolved(fields)
     parsed = message.from_json(json.dumps(resolved(fields)))
     return json.loads(
         message.to_json(
@@ -75,11 +93,13 @@ RESOURCES = declared()
 
 
 def test_every_declared_kind_has_its_schema():
-    assert {r.kind for r in RESOURCES} - {iam.KIND} <= set(KINDS)
+    assert {r.kind for r in RESOURCES} - {iam.KIND, *UNCHECKED} <= set(KINDS)
 
 
 @pytest.mark.parametrize(
-    "resource", [r for r in RESOURCES if r.kind != iam.KIND], ids=lambda r: r.label
+    "resource",
+    [r for r in RESOURCES if r.kind not in (iam.KIND, *UNCHECKED)],
+    ids=lambda r: r.label,
 )
 def test_declarations_are_what_their_api_takes(resource):
     message, api, schema = KINDS[resource.kind]
@@ -96,15 +116,15 @@ def test_iam_bindings_make_a_policy_the_api_takes(resource):
     assert discovery.problems(policy, "iam.v1", "Policy") == []
 
 
-def test_the_flex_template_launch_is_what_dataflow_takes(tmp_path):
-    target = deployment.Target(PROJECT, REGION, "composer-1", "landing-1", "templates-1")
+def test_the_flex_template_launch_is_what_dataflow_takes():
     file = landing.LandedFile("landing-1", "landing/visits-2024-07-01.jsonl", "42")
+    settings = deployment.dag_settings(SETTINGS)
     body = templates.launch_request(
         names.MIGRATION_TEMPLATE,
         file.job_name,
-        templates.template_file(names.MIGRATION_TEMPLATE, target.template_bucket),
+        templates.template_file(names.MIGRATION_TEMPLATE, settings["template_bucket"]),
         {"input": file.url, "dataset": names.DATASET, "bigquery_project": PROJECT},
-        target.settings()["environment"],
+        settings["environment"],
     )
     assert discovery.problems(body, "dataflow.v1b3", "LaunchFlexTemplateRequest") == []
 

@@ -7,33 +7,33 @@ tier, `gcloud`."""
 import concurrent.futures
 import os
 import re
-import shutil
 import subprocess
 
-import pytest
 from conftest import ROOT
 
 from clickstream import pipelines
 from clickstream.core import shell, templates
-from clickstream.deploy import subscribers as deployment
+from clickstream.deploy import gcloud as steps
+from clickstream.deploy import settings
+from clickstream.project import areas
 
 WHERE = ("my-project", "europe-west1", "my-bucket", "clickstream", "latest")
 NOT_SIGNED_IN = "You do not currently have an active account selected"
 
 
 def catalog_commands(build_dir) -> list[str]:
+    """Every gcloud line the catalog runs or prints: each step of the whole project's plan (its
+    command, check, update and undo), the template commands, and their substitutions."""
     lines = [shell.line(templates.package_upload_command("/etc/hostname", "my-bucket"))]
     for name in pipelines.names():
         lines += [shell.line(c) for c in templates.build_commands(name, *WHERE)]
         example = templates.example_parameters(name)
         lines.append(shell.line(templates.run_command(name, *WHERE, example)))
-    target = deployment.Target("my-project", "europe-west1", bucket="my-bucket")
-    for command in (
-        *deployment.accounts_commands(target),
-        *deployment.push_commands(target, deployment.stage_function(build_dir)),
-        *deployment.pull_commands(target, deployment.stage_archive(build_dir)),
-    ):
-        lines.append(shell.line(command))
+    chosen = settings.Settings("my-project", "europe-west1", "oncall@example.com")
+    for step in areas.declare(chosen, "123456789012", build_dir).steps:
+        for command in (step.command, step.check, step.update, step.undo):
+            if command:
+                lines.append(steps.line(command).split(" | ")[0])  # the pipe's gcloud part
     return [line for line in lines if line.startswith("gcloud ")]
 
 
@@ -65,15 +65,16 @@ def parses(line: str, config_dir) -> str:
     return done.stderr
 
 
-@pytest.fixture
-def gcloud(tmp_path):
-    """gcloud with an empty configuration (no account)."""
-    if not shutil.which("gcloud"):
-        pytest.fail("gcloud is missing (the Google Cloud CLI of the machine image)")
-    return tmp_path / "gcloud-config"
-
-
 SUBSTITUTION = re.compile(r"\$\((gcloud [^()]*(?:\([^()]*\)[^()]*)*)\)")
+
+
+def _value(substitution: re.Match) -> str:
+    """What a substitution gives: a Cloud Storage prefix for the DAGs folder, else a word."""
+    return (
+        "gs://clickstream-value/dags"
+        if "dagGcsPrefix" in substitution.group(1)
+        else ("clickstream-value")
+    )
 
 
 def checked_separately(lines: list[str]) -> list[str]:
@@ -82,7 +83,7 @@ def checked_separately(lines: list[str]) -> list[str]:
     found = []
     for line in lines:
         found += [inner.group(1) for inner in SUBSTITUTION.finditer(line)]
-        found.append(SUBSTITUTION.sub("clickstream-value", line))
+        found.append(SUBSTITUTION.sub(_value, line))
     return found
 
 

@@ -116,9 +116,8 @@ def test_launcher_twin_loads_the_lab_data_exactly(image_environment, stack, lab_
     dataset = f"twin_{uuid.uuid4().hex[:6]}"
     bq = bigquery_tables.client()
     bigquery_tables.ensure_dataset(bq, dataset)
-    parameters = templates.variables(
-        "batch_migration", {"input": f"gs://{stack.project}/{prefix}*.jsonl", "dataset": dataset}
-    )
+    parameters = {"input": f"gs://{stack.project}/{prefix}*.jsonl", "dataset": dataset}
+    templates.variables("batch_migration", parameters)  # as Dataflow checks what it passes
     launched = image.launch(
         image_environment,
         "batch_migration",

@@ -19,6 +19,7 @@ LAYERS = (
     ("pipelines", "simulator", "subscribers", "dashboard"),  # companions of the specs
     ("deploy", "local", "fakes", "monitoring", "governance"),  # operations
     ("orchestration",),  # Composer: the DAG, its trigger, their deployment and local run
+    ("project",),  # the whole project: every area planned, applied, verified, rehearsed
     ("cli",),
 )
 FORBIDDEN = {  # third-party roots a package must not import, even lazily
@@ -30,6 +31,7 @@ FORBIDDEN = {  # third-party roots a package must not import, even lazily
     "dashboard": ("apache_beam",),
     "monitoring": ("apache_beam",),  # the drill runs its pipeline in a process of its own
     "orchestration": ("apache_beam",),  # the DAG runs in Composer, the trigger in Cloud Run
+    "project": ("apache_beam",),
     "fakes": ("apache_beam",),
 }
 

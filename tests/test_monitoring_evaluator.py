@@ -80,8 +80,9 @@ class Run:
         definition = alerting.Alerting(
             "clickstream-local", "oncall@example.com", THRESHOLD, "log", PERIOD
         )
-        self.condition = evaluator.Condition.of(definition)
+        self.condition = evaluator.dos_condition(definition)
         self.file = tmp_path / "incidents.jsonl"
+        self.metric = alerting.metric_of_type(self.condition.metric_type)
         self.evaluator = evaluator.Evaluator(
             self.condition,
             evaluator.email(self.condition, server),
@@ -92,7 +93,9 @@ class Run:
     def period(self, number: int, *entries: dict) -> list[str]:
         """Feed ``entries`` during period ``number``, then let it end; the incidents' states."""
         for entry in entries:
-            self.evaluator.observe(entry, number * PERIOD + 1)
+            point = evaluator.entry_point(self.metric, entry)
+            if point:
+                self.evaluator.observe(*point, number * PERIOD + 1)
         self.evaluator.advance((number + 1) * PERIOD)
         return [incident.state for incident in incidents.read(self.file)]
 
@@ -105,9 +108,10 @@ def mailbox(tmp_path):
 
 def test_the_evaluator_reads_the_declared_policy():
     definition = alerting.Alerting("clickstream-local", "oncall@example.com", 1234.5, "log", 30)
-    condition = evaluator.Condition.of(definition)
+    condition = evaluator.dos_condition(definition)
     assert (condition.period, condition.threshold, condition.auto_close) == (30, 1234.5, 1800)
-    assert condition.metric.name == "clickstream_dos_page_views"
+    assert condition.metric_type == "logging.googleapis.com/user/clickstream_dos_page_views"
+    assert (condition.duration, condition.missing, condition.periods_needed) == (0, None, 1)
     assert (condition.notify_on_open, condition.notify_on_close) == (True, False)
     assert condition.recipients == ("oncall@example.com",)
     assert condition.subject == definition.policy().fields["documentation"]["subject"]
@@ -137,7 +141,7 @@ def test_a_burst_opens_one_incident_emails_once_and_closes_when_traffic_is_norma
     assert email["Subject"] == run.condition.subject
     assert email["To"] == "oncall@example.com"
     body = email.get_payload(decode=True).decode()
-    assert "2400 (mean over 10 s, highest series) is above the threshold 400" in body
+    assert "2400 (per 10 s) is above the threshold 400" in body
     assert run.condition.content.split(".")[0] in body.replace("\n", " ")
     (incident,) = incidents.read(run.file)
     assert (incident.opened_at, incident.closed_at) == (
@@ -175,7 +179,7 @@ def test_the_log_is_read_as_it_grows(mailbox, tmp_path):
     the burst; when stopped, the last period is evaluated."""
     log = tmp_path / "dos.log"
     definition = alerting.Alerting("clickstream-local", "oncall@example.com", THRESHOLD, "log", 1)
-    condition = evaluator.Condition.of(definition)
+    condition = evaluator.dos_condition(definition)
     changes: list[incidents.Incident] = []
     watcher = evaluator.Evaluator(
         condition, evaluator.email(condition, mailbox.address), changes.append, time.time()

@@ -1,19 +1,26 @@
 """``clickstream monitoring plan`` and ``apply``, as a user runs them, through the real client
-libraries against fakes of the four Google services on loopback (tests/fake_monitoring.py)."""
+libraries against fakes of the four Google services on loopback
+(``clickstream.fakes.monitoring``)."""
 
 import json
 
 import pytest
-from fake_monitoring import FakeGoogle
 from google.api_core import exceptions
 from google.cloud import monitoring_dashboard_v1, monitoring_v3
 from google.cloud.logging_v2.types import LogMetric
 
 from clickstream.cli import main
+from clickstream.core import names
+from clickstream.deploy import pubsub
+from clickstream.fakes.monitoring import FakeGoogle
 from clickstream.gcp import plan
-from clickstream.monitoring import adapters, alerting, drill_docs
+from clickstream.monitoring import adapters, alerting, drill_docs, production
 
 PROJECT, EMAIL = "my-project", "oncall@example.com"
+DECLARED = production.resources(
+    alerting.Alerting(PROJECT, EMAIL), pubsub.subscriptions(streaming=True)
+)
+COUNT = len(DECLARED)  # the DoS drill's 5 resources and the production alerting's
 MESSAGES = {
     alerting.LOG_METRIC: LogMetric,
     alerting.CHANNEL: monitoring_v3.NotificationChannel,
@@ -26,6 +33,17 @@ MESSAGES = {
 def google():
     with FakeGoogle() as fake:
         yield fake
+
+
+def labelled(items: dict, key: str):
+    """The one resource of ``items`` (a fake's policies or dashboards) labelled ``key``."""
+    (found,) = [item for item in items.values() if item_label(item) == key]
+    return found
+
+
+def item_label(item) -> str:
+    labels = item.user_labels if hasattr(item, "user_labels") else item.labels
+    return labels[names.RESOURCE_LABEL]
 
 
 def monitoring(capsys, action: str, fake: FakeGoogle | None, *flags: str) -> str:
@@ -48,7 +66,7 @@ def refused(capsys, argv: list[str]) -> str:
 def test_declared_fields_are_what_the_apis_give_back():
     """Each resource, read back through its message type, holds exactly the declared values, so
     a resource that apply made plans as unchanged."""
-    for resource in alerting.Alerting(PROJECT, EMAIL).resources():
+    for resource in DECLARED:
         # A reference as the name Google would give: projects/P/alert_policys/1 will do.
         text = json.dumps(resource.fields, default=lambda ref: f"projects/{PROJECT}/{ref.kind}s/1")
         named = json.loads(text)
@@ -58,57 +76,113 @@ def test_declared_fields_are_what_the_apis_give_back():
 
 
 def test_plan_of_a_fresh_project_is_the_documented_one(capsys, google):
+    """The DoS resources as docs/dos-drill.md shows them, then a policy per alert of
+    docs/alerts.md and their dashboard."""
     printed = monitoring(capsys, "plan", google)
-    assert printed == drill_docs.fresh_plan() + "\n"
-    assert printed.splitlines()[-1] == "Plan: 5 to create, 0 to update, 0 to replace, 0 unchanged."
+    dos = drill_docs.fresh_plan().splitlines()[:-1]
+    assert printed.splitlines()[: len(dos)] == dos
+    created = [line for line in printed.splitlines() if line.startswith("  + create")]
+    watches = production.Production(PROJECT, tuple(pubsub.subscriptions(streaming=True))).watches()
+    assert created[5:] == [
+        *(f"  + create    alert_policy {watch.key}" for watch in watches),
+        "  + create    dashboard production-dashboard",
+    ]
+    assert printed.splitlines()[-1] == (
+        f"Plan: {COUNT} to create, 0 to update, 0 to replace, 0 unchanged."
+    )
     assert google.mutating_calls() == []
+
+
+def test_every_template_and_subscriber_has_its_policies():
+    keys = {resource.name for resource in DECLARED if resource.kind == alerting.POLICY}
+    for template in ("raw_to_gcs", "streaming_to_bigquery", "page_views_per_minute"):
+        assert {f"{template}-failed", f"{template}-system-lag", f"{template}-watermark-age"} < keys
+    assert "batch_migration-failed" in keys and "batch_migration-system-lag" not in keys
+    for subscription in (
+        names.PUSH_SUBSCRIPTION,
+        names.PULL_SUBSCRIPTION,
+        "files-processed-notify",
+    ):
+        assert {f"{subscription}-backlog-age", f"{subscription}-backlog-size"} < keys
+    assert {"visits-dead-letter-messages", "files-processed-dead-letter-messages"} < keys
+    assert {"push-errors", "pull-group-empty", "dead-letter-rows", "dos-policy"} < keys
+    channels = {
+        json.dumps(resource.fields["notification_channels"], default=str)
+        for resource in DECLARED
+        if resource.kind == alerting.POLICY
+    }
+    assert channels == {json.dumps([plan.Reference(alerting.CHANNEL, alerting.EMAIL)], default=str)}
+    for resource in DECLARED:
+        if resource.kind == alerting.POLICY:
+            assert "Runbook: docs/" in resource.fields["documentation"]["content"]
 
 
 def test_apply_then_plan_is_all_unchanged_and_writes_nothing_more(capsys, google):
     applied = monitoring(capsys, "apply", google)
-    assert applied.splitlines()[-6:] == [
+    done = [line for line in applied.splitlines() if line.startswith("done: ")]
+    assert done[:5] == [
         "done: + create log_metric clickstream_dos_page_views",
         "done: + create log_metric clickstream_dos_windows_over_threshold",
         "done: + create notification_channel dos-email",
         "done: + create alert_policy dos-policy",
         "done: + create dashboard dos-dashboard",
-        "Applied 5 changes.",
     ]
-    (policy,) = google.policies.values()
+    assert len(done) == COUNT and applied.splitlines()[-1] == f"Applied {COUNT} changes."
+    policy = labelled(google.policies, "dos-policy")
     (channel,) = google.channels.values()
-    (dashboard,) = google.dashboards.values()
+    dashboard = labelled(google.dashboards, "dos-dashboard")
+    assert {tuple(p.notification_channels) for p in google.policies.values()} == {(channel.name,)}
+    tiles = labelled(google.dashboards, "production-dashboard").grid_layout.widgets
+    assert {tile.alert_chart.name for tile in tiles} | {policy.name} == set(google.policies)
     assert list(policy.notification_channels) == [channel.name]
     assert dashboard.grid_layout.widgets[0].alert_chart.name == policy.name
     assert policy.conditions[0].condition_threshold.threshold_value == 1000
     writes = len(google.mutating_calls())
     again = monitoring(capsys, "apply", google)
     assert again.splitlines()[-2:] == [
-        "Plan: 0 to create, 0 to update, 0 to replace, 5 unchanged.",
+        f"Plan: 0 to create, 0 to update, 0 to replace, {COUNT} unchanged.",
         "Nothing to apply.",
     ]
-    assert len(google.mutating_calls()) == writes == 5
+    assert len(google.mutating_calls()) == writes == COUNT
 
 
 def test_a_new_threshold_is_one_update_of_the_policy_with_its_field_mask(capsys, google):
     monitoring(capsys, "apply", google)
     writes = len(google.mutating_calls())
     planned = monitoring(capsys, "plan", google, "--threshold", "1500")
-    assert planned.splitlines() == [
+    assert planned.splitlines()[:7] == [
         "  = unchanged log_metric clickstream_dos_page_views",
         "  = unchanged log_metric clickstream_dos_windows_over_threshold",
         "  = unchanged notification_channel dos-email",
         "  ~ update    alert_policy dos-policy",
         "      conditions.0.condition_threshold.threshold_value: 1500",
         "  = unchanged dashboard dos-dashboard",
-        "Plan: 0 to create, 1 to update, 0 to replace, 4 unchanged.",
+        "  = unchanged alert_policy batch_migration-failed",
     ]
+    assert planned.splitlines()[-1] == (
+        f"Plan: 0 to create, 1 to update, 0 to replace, {COUNT - 1} unchanged."
+    )
     monitoring(capsys, "apply", google, "--threshold", "1500")
     ((method, request),) = google.mutating_calls()[writes:]
     assert method == "UpdateAlertPolicy"
     assert list(request.update_mask.paths) == ["conditions"]
-    (policy,) = google.policies.values()
+    policy = labelled(google.policies, "dos-policy")
     assert policy.conditions[0].condition_threshold.threshold_value == 1500
-    assert "5 unchanged" in monitoring(capsys, "plan", google, "--threshold", "1500")
+    assert f"{COUNT} unchanged" in monitoring(capsys, "plan", google, "--threshold", "1500")
+
+
+def test_a_production_threshold_is_a_parameter(capsys, google):
+    monitoring(capsys, "apply", google)
+    writes = len(google.mutating_calls())
+    flags = ("--alert-threshold", "backlog_age=900")
+    planned = monitoring(capsys, "plan", google, *flags).splitlines()
+    updates = [line for line in planned if line.startswith("  ~ update")]
+    subscriptions = [s.name for s in pubsub.subscriptions(streaming=True)]
+    assert updates == [f"  ~ update    alert_policy {name}-backlog-age" for name in subscriptions]
+    monitoring(capsys, "apply", google, *flags)
+    assert len(google.mutating_calls()) == writes + len(subscriptions)
+    policy = labelled(google.policies, "visits-pull-backlog-age")
+    assert policy.conditions[0].condition_threshold.threshold_value == 900
 
 
 def test_a_changed_metric_descriptor_is_a_replace(capsys, google):
@@ -147,7 +221,7 @@ def test_a_changed_metric_descriptor_is_a_replace(capsys, google):
         "CreateLogMetric",
         "CreateLogMetric",
     ]  # deletions first
-    assert "5 unchanged" in monitoring(capsys, "plan", google)
+    assert f"{COUNT} unchanged" in monitoring(capsys, "plan", google)
 
 
 def test_a_new_email_updates_the_channel_in_place(capsys, google):
@@ -170,7 +244,7 @@ def test_apply_waits_for_a_new_metric_to_reach_monitoring(capsys):
         refusals = [r for r in google.refusals if r[0] == "CreateAlertPolicy"]
     assert refusals and all("Cannot find metric(s)" in message for *_, message in refusals)
     assert "waiting for a new log-based metric to reach Cloud Monitoring" in applied
-    assert applied.splitlines()[-1] == "Applied 5 changes."
+    assert applied.splitlines()[-1] == f"Applied {COUNT} changes."
 
 
 def test_apply_gives_up_after_waiting_and_a_rerun_finishes(capsys):
@@ -182,7 +256,7 @@ def test_apply_gives_up_after_waiting_and_a_rerun_finishes(capsys):
         google.metric_delay = 0.0
         google.metric_visible_at = dict.fromkeys(google.metric_visible_at, 0.0)
         rerun = monitoring(capsys, "apply", google)
-    assert "3 unchanged" in rerun and rerun.splitlines()[-1] == "Applied 2 changes."
+    assert "3 unchanged" in rerun and rerun.splitlines()[-1] == f"Applied {COUNT - 3} changes."
 
 
 def test_a_deleted_policy_is_created_again_and_the_dashboard_pointed_at_it(capsys, google):
@@ -196,8 +270,8 @@ def test_a_deleted_policy_is_created_again_and_the_dashboard_pointed_at_it(capsy
         '"(name of alert_policy dos-policy, known after apply)"'
     )
     monitoring(capsys, "apply", google)
-    (policy,) = google.policies.values()
-    (dashboard,) = google.dashboards.values()
+    policy = labelled(google.policies, "dos-policy")
+    dashboard = labelled(google.dashboards, "dos-dashboard")
     assert dashboard.grid_layout.widgets[0].alert_chart.name == policy.name
 
 
@@ -206,7 +280,7 @@ def test_a_dashboard_changed_since_the_plan_is_not_overwritten(capsys, google):
     clients = adapters.Clients(google.endpoint)
     api = adapters.adapters(clients, PROJECT)
     changes = plan.plan(alerting.Alerting(PROJECT, EMAIL, log_name="other-log").resources(), api)
-    (dashboard,) = google.dashboards.values()
+    dashboard = labelled(google.dashboards, "dos-dashboard")
     edited = monitoring_dashboard_v1.Dashboard(dashboard)
     edited.display_name = "edited in the console"
     clients.dashboards.update_dashboard(request={"dashboard": edited})
@@ -274,4 +348,6 @@ def test_without_credentials_or_project_it_says_what_is_missing(capsys, monkeypa
 
 
 def test_the_drill_page_is_fresh():
-    assert drill_docs.write(check=True) == [], "run `clickstream monitoring docs`"
+    assert drill_docs.write(pubsub.subscriptions(streaming=True), check=True) == [], (
+        "run `clickstream monitoring docs`"
+    )

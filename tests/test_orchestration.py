@@ -14,6 +14,7 @@ import functions_framework
 import pytest
 
 from clickstream.core import landing, names, templates
+from clickstream.deploy import access, settings
 from clickstream.orchestration import bridge, deployment, docs_page, trigger
 
 FILE = landing.LandedFile("my-bucket", "landing/visits-2024-07-01.jsonl", "1719824400000000")
@@ -327,6 +328,8 @@ def test_the_dags_folder_holds_the_dag_and_the_beam_free_core_it_imports(tmp_pat
     assert (dags / f"{names.FILE_LANDED_DAG}.py").is_file()
     assert (dags / "clickstream" / "core" / "templates.py").is_file()
     assert (dags / "clickstream" / "metadata" / "batch_migration.json").is_file()
+    assert (dags / "clickstream" / "gcp" / "lineage.py").is_file()  # the DAG records lineage
+    assert (dags / deployment.DIGEST_FILE).read_text()  # the plan compares it
     assert not (dags / "clickstream" / "__init__.py").exists()  # a namespace, as installed
     assert not (dags / "local_dataflow.py").exists()
     assert (dags / ".airflowignore").read_text().split() == ["clickstream/", "local_dataflow.py"]
@@ -352,67 +355,68 @@ def test_the_function_source_runs_the_trigger_with_pinned_requirements(tmp_path)
     assert ran.stdout.strip() == "on_file_landed", ran.stderr
 
 
-def target(**changes):
-    settings = dict(
-        project="my-project",
-        region="europe-west1",
-        environment="composer-1",
-        bucket="landing-bucket",
-        template_bucket="template-bucket",
-    )
-    return deployment.Target(**{**settings, **changes})
+SETTINGS = settings.Settings("my-project", "europe-west1", bucket="landing-bucket")
 
 
-def test_the_commands_put_the_project_before_what_goes_to_airflow(tmp_path):
-    t = target()
-    commands = [
-        *deployment.dags_commands(t, tmp_path),
-        *deployment.trigger_commands(t, tmp_path),
+def steps(tmp_path, chosen=SETTINGS) -> list:
+    return [
+        *deployment.environment_steps(chosen),
+        *deployment.dags_steps(chosen, deployment.stage_dags(tmp_path / "dags")),
+        *deployment.trigger_steps(chosen, deployment.stage_function(tmp_path / "function")),
     ]
-    for command in commands:
-        end = command.index("--") if "--" in command else len(command)
-        assert "--project=my-project" in command[:end], command
-    variable = next(c for c in commands if "variables" in c)
-    assert json.loads(variable[-1]) == {
-        "project": "my-project",
-        "region": "europe-west1",
-        "template_bucket": "template-bucket",
-        "dataset": "clickstream",
-        "topic": "files-processed",
-        "environment": {
-            "sdkContainerImage": "europe-west1-docker.pkg.dev/my-project/clickstream/"
-            "clickstream-batch_migration:latest"
-        },
+
+
+def test_the_steps_put_the_project_before_what_goes_to_airflow(tmp_path):
+    for step in steps(tmp_path):
+        for command in (step.command, step.update, step.undo):
+            if isinstance(command, list):
+                end = command.index("--") if "--" in command else len(command)
+                assert "--project=my-project" in command[:end], command
+    variable = next(s for s in steps(tmp_path) if "variables" in s.command)
+    environment = json.loads(variable.command[-1])["environment"]
+    assert environment == {  # the workers run the template's image, as its account
+        "sdkContainerImage": templates.image(
+            names.MIGRATION_TEMPLATE, "my-project", "europe-west1", "clickstream", ""
+        ),
+        "serviceAccountEmail": "clickstream-dataflow@my-project.iam.gserviceaccount.com",
+        "tempLocation": "gs://my-project-ops/temp/",
     }
-    imports = [c[-2] for c in commands if "import" in c]
+    assert variable.expect == variable.command[-1]  # the check reads the variable back
+    imports = [s.command[-2] for s in steps(tmp_path) if "import" in s.command]
     assert imports[-1].endswith(f"{names.FILE_LANDED_DAG}.py")  # the DAG after its core
 
 
 def test_the_function_is_triggered_by_the_buckets_finalize_events_with_retries(tmp_path):
-    deploy = next(c for c in deployment.trigger_commands(target(), tmp_path) if "deploy" in c)
+    [deploy] = [s.command for s in steps(tmp_path) if "deploy" in s.command]
     assert f"--trigger-event-filters=type={landing.FINALIZED}" in deploy
     assert "--trigger-event-filters=bucket=landing-bucket" in deploy
     assert "--retry" in deploy and "--entry-point=on_file_landed" in deploy
     [variables] = [c for c in deploy if c.startswith("--set-env-vars=")]
-    assert "AIRFLOW_API=v2" in variables and "AIRFLOW_AUTH=google" in variables
+    assert "AIRFLOW_API=v1" in variables and "AIRFLOW_AUTH=google" in variables  # Airflow 2
     assert "value(config.airflowUri)" in variables
 
 
-def test_the_triggers_account_may_receive_the_buckets_events_and_invoke_the_function(tmp_path):
+def test_a_changed_source_is_a_changed_function(tmp_path):
+    [before] = [s for s in steps(tmp_path) if s.name.startswith("function ")]
+    trigger = tmp_path / "function" / "clickstream" / "orchestration" / "trigger.py"
+    trigger.write_text(trigger.read_text() + "\n# changed\n")
+    [after] = deployment.trigger_steps(SETTINGS, tmp_path / "function")[:1]
+    assert before.expect != after.expect  # the plan sees new code and deploys it
+
+
+def test_the_triggers_account_may_receive_the_buckets_events_and_invoke_the_function():
     """Eventarc delivers a Cloud Storage (direct) event only to a trigger whose service account
     holds roles/eventarc.eventReceiver, and invokes the function as it (roles/run.invoker)."""
-    account = f"--member=serviceAccount:{target().trigger_account}"
-    roles = {
-        next(a.removeprefix("--role=") for a in c if a.startswith("--role="))
-        for c in deployment.trigger_commands(target(), tmp_path)
-        if "add-iam-policy-binding" in c and account in c
-    }
-    assert {"roles/eventarc.eventReceiver", "roles/run.invoker"} <= roles
+    member = f"serviceAccount:{SETTINGS.account(names.TRIGGER_ACCOUNT)}"
+    held = {(g.role, g.resource) for g in access.grants(SETTINGS, "1") if g.member == member}
+    function = access.function_resource(SETTINGS, names.TRIGGER_FUNCTION)
+    assert ("roles/eventarc.eventReceiver", "projects/my-project") in held
+    assert ("roles/run.invoker", function) in held
 
 
-def test_a_bad_airflow_api_is_refused():
-    with pytest.raises(ValueError, match="v2"):
-        target(airflow_api="v3")
+def test_a_bad_composer_image_is_refused():
+    with pytest.raises(settings.SettingsError, match="composer_image"):
+        settings.Settings("my-project", "europe-west1", composer_image="airflow-3")
 
 
 def _cli(*args):
@@ -423,13 +427,15 @@ def _cli(*args):
 
 def test_cli_deploy_dry_run_prints_and_runs_nothing(tmp_path):
     result = _cli(
-        *("orchestrate", "deploy", "trigger", "--project", "my-project", "--region", "r1"),
-        *("--environment", "c", "--bucket", "b-1", "--template-bucket", "t-1", "--dry-run"),
-        *("--build-dir", str(tmp_path)),
+        *("orchestrate", "deploy", "--project", "my-project", "--region", "europe-west9"),
+        *("--bucket", "b-1", "--dry-run", "--build-dir", str(tmp_path)),
     )
     assert result.returncode == 0, result.stderr
-    assert "# trigger: dry run, nothing is run" in result.stdout
+    assert "# orchestration: dry run, nothing is run" in result.stdout
     assert "gcloud functions deploy clickstream-file-landed" in result.stdout
+    assert (
+        '"sdkContainerImage": "europe-west9-docker.pkg.dev/my-project/clickstream/' in result.stdout
+    )
 
 
 def test_cli_refuses_a_bad_count_in_one_line():

@@ -1,8 +1,9 @@
 """Lab Task 4 end to end on the local stack, with real parts: files uploaded into the storage
 emulator, the bridge's finalize events, the trigger function (Functions Framework) calling a real
-Airflow's REST API, the DAG run by Airflow's scheduler with the local Dataflow stand-in, rows in
-the BigQuery emulator, the messages on the Pub/Sub emulator, and ``clickstream subscribe files``
-printing and mailing them (to an SMTP sink)."""
+Airflow's REST API, the DAG run by Airflow's scheduler with the provider's Dataflow operator and
+hook against the fake Dataflow API (its jobs run by Beam's local runner), rows in the BigQuery
+emulator, the messages on the Pub/Sub emulator, and ``clickstream subscribe files`` printing and
+mailing them (to an SMTP sink)."""
 
 import json
 import os
@@ -18,6 +19,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
 from clickstream.core import landing, names
+from clickstream.fakes import dataflow as fake_dataflow
 from clickstream.gcp import bigquery_tables
 from clickstream.local import emulators
 from clickstream.orchestration import bridge, local_airflow
@@ -96,7 +98,7 @@ def test_each_landed_file_runs_once_lands_in_bigquery_and_is_announced(
     local = local_airflow.Local(
         stack.project, tmp_path / "airflow", airflow_port, function_port, DATASET
     )
-    with local_airflow.running(local):
+    with local_airflow.running(local) as dataflow:
         listener = subprocess.Popen(
             [
                 *(sys.executable, "-m", "clickstream.cli", "subscribe", "files", "--count", "4"),
@@ -153,3 +155,17 @@ def test_each_landed_file_runs_once_lands_in_bigquery_and_is_announced(
     }, out
     assert len(sink.mails) == 4
     assert all("To: you@example.com" in mail for mail in sink.mails)
+    # Each launch named the template's image for the workers, and Dataflow ran them on it.
+    jobs = list(dataflow.jobs.values())
+    assert {job.environment["sdkContainerImage"] for job in jobs} == {local.image}
+    assert {job.worker_image for job in jobs} == {local.image}
+    states = {f.job_name: set() for f in (good, bad, gone, again)}
+    for job in jobs:
+        states[job.name].add(job.state)
+    assert states == {
+        good.job_name: {fake_dataflow.DONE},
+        bad.job_name: {fake_dataflow.DONE},
+        gone.job_name: {fake_dataflow.FAILED},  # each attempt (the task's retries)
+        again.job_name: {fake_dataflow.DONE},
+    }
+    assert {"flexTemplates.launch", "jobs.get", "jobs.getMetrics"} <= set(dataflow.calls)

@@ -9,8 +9,9 @@ from google.cloud import pubsub_v1
 
 from clickstream.cli import main as cli
 from clickstream.core import names
+from clickstream.deploy import access
 from clickstream.deploy import pubsub as deployment
-from clickstream.deploy import subscribers
+from clickstream.deploy import settings as settings_module
 from clickstream.fakes import pubsub as fake_pubsub
 from clickstream.gcp import iam, pubsub
 
@@ -48,11 +49,19 @@ def pubsub_command(capsys, *args: str) -> str:
     return capsys.readouterr().out
 
 
-def on_cloud(project: str, fake: fake_pubsub.FakePubSub) -> tuple[str, ...]:
-    return (
-        *("--project", project, "--region", REGION, "--project-number", NUMBER),
-        *("--iam-endpoint", fake.address),
-    )
+def on_cloud(project: str) -> tuple[str, ...]:
+    """The flags of a Google Cloud project (the clients find the fake at PUBSUB_EMULATOR_HOST)."""
+    return ("--project", project, "--region", REGION, "--project-number", NUMBER)
+
+
+def declared(project: str) -> list:
+    """The catalog's Pub/Sub on ``project``, its grants included."""
+    settings = settings_module.Settings(project, REGION, project_number=NUMBER)
+    grants = access.bindings(access.grants(settings, NUMBER))
+    on_pubsub = {
+        r: roles for r, roles in grants.items() if "/topics/" in r or "/subscriptions/" in r
+    }
+    return deployment.cloud_resources(settings, on_pubsub)
 
 
 def refused(capsys, *args: str) -> str:
@@ -63,19 +72,23 @@ def refused(capsys, *args: str) -> str:
 
 def test_google_cloud_plan_apply_twice_and_drift(capsys, stack, iam_service):
     project = "pubsub-plan-cloud"
-    where = on_cloud(project, iam_service)
-    target = subscribers.Target(project, REGION)
-    declared = deployment.cloud_resources(target, NUMBER)
+    where = on_cloud(project)
+    target = settings_module.Settings(project, REGION)
+    resources = declared(project)
+    count = len(resources)
     first = pubsub_command(capsys, "plan", *where)
-    assert first.splitlines()[-1] == "Plan: 14 to create, 0 to update, 0 to replace, 0 unchanged."
+    assert (
+        first.splitlines()[-1]
+        == f"Plan: {count} to create, 0 to update, 0 to replace, 0 unchanged."
+    )
     assert [line.split()[-1] for line in first.splitlines() if line.startswith("  + create")] == [
-        r.name for r in declared
+        r.name for r in resources
     ]
     applied = pubsub_command(capsys, "apply", *where)
-    assert applied.splitlines()[-1] == "Applied 14 changes."
+    assert applied.splitlines()[-1] == f"Applied {count} changes."
     again = pubsub_command(capsys, "apply", *where)
     assert again.splitlines()[-2:] == [
-        "Plan: 0 to create, 0 to update, 0 to replace, 14 unchanged.",
+        f"Plan: 0 to create, 0 to update, 0 to replace, {count} unchanged.",
         "Nothing to apply.",
     ]
 
@@ -83,15 +96,16 @@ def test_google_cloud_plan_apply_twice_and_drift(capsys, stack, iam_service):
     path = names.subscription_path(project, names.PUSH_SUBSCRIPTION)
     with pubsub_v1.SubscriberClient() as subscriber:
         push = subscriber.get_subscription(subscription=path)
-    assert push.push_config.push_endpoint == target.function_url
+    url = deployment.function_url(target, names.PUSH_FUNCTION)
+    assert push.push_config.push_endpoint == url
     assert push.push_config.oidc_token.service_account_email == target.account(
-        subscribers.INVOKER_ACCOUNT
+        names.INVOKER_ACCOUNT
     )
-    assert push.push_config.oidc_token.audience == target.function_url
+    assert push.push_config.oidc_token.audience == url
     assert push.retry_policy.maximum_backoff.total_seconds() == pubsub.MAX_RETRY_DELAY_SECONDS
     assert push.dead_letter_policy.dead_letter_topic.endswith("/topics/visits-dead-letter")
     pull = names.subscription_path(project, names.PULL_SUBSCRIPTION)
-    reader = f"serviceAccount:{target.account(subscribers.PULL_ACCOUNT)}"
+    reader = f"serviceAccount:{target.account(names.PULL_ACCOUNT)}"
     assert iam_service.iam.members(pull, "roles/pubsub.subscriber") == {AGENT, reader}
     dead = names.topic_path(project, "visits-dead-letter")
     assert iam_service.iam.members(dead, "roles/pubsub.publisher") == {AGENT}
@@ -108,7 +122,9 @@ def test_google_cloud_plan_apply_twice_and_drift(capsys, stack, iam_service):
         )
     drift = pubsub_command(capsys, "plan", *where)
     assert f"  ~ update    {pubsub.SUBSCRIPTION} {pull}\n      ack_deadline_seconds: 10" in drift
-    assert drift.splitlines()[-1] == "Plan: 0 to create, 1 to update, 0 to replace, 13 unchanged."
+    assert drift.splitlines()[-1] == (
+        f"Plan: 0 to create, 1 to update, 0 to replace, {count - 1} unchanged."
+    )
     assert pubsub_command(capsys, "apply", *where).splitlines()[-1] == "Applied 1 changes."
     assert iam_service.iam.members(pull, "roles/pubsub.viewer") == {other}
     assert iam_service.iam.members(pull, "roles/pubsub.subscriber") == {AGENT, reader}
@@ -119,7 +135,7 @@ def test_no_subscription_of_the_catalog_expires_dead_letters_included(capsys, ia
     dead-letter subscriptions have no reader, so they would go first and later dead letters
     with them. The catalog declares every subscription never to expire."""
     project = "pubsub-plan-expiry"
-    pubsub_command(capsys, "apply", *on_cloud(project, iam_service))
+    pubsub_command(capsys, "apply", *on_cloud(project))
     _, subscriber = iam_service.clients()
     topic = names.topic_path(project, names.TOPIC)
     someone = names.subscription_path(project, "someone-elses")
@@ -127,15 +143,14 @@ def test_no_subscription_of_the_catalog_expires_dead_letters_included(capsys, ia
     clock.now += 32 * DAY
     iam_service.sweep()
     assert iam_service.expired == [someone]
-    target = subscribers.Target(project, REGION)
-    declared = [
-        r.name for r in deployment.cloud_resources(target, NUMBER) if r.kind == pubsub.SUBSCRIPTION
-    ]
-    assert any(name.endswith("-dead-letter") for name in declared)
-    for name in declared:
+    subscriptions = [r.name for r in declared(project) if r.kind == pubsub.SUBSCRIPTION]
+    assert any(name.endswith("-dead-letter") for name in subscriptions)
+    for name in subscriptions:
         found = subscriber.get_subscription(subscription=name)
         assert "expiration_policy" in found and "ttl" not in found.expiration_policy, name
-    assert "14 unchanged." in pubsub_command(capsys, "plan", *on_cloud(project, iam_service))
+    assert f"{len(declared(project))} unchanged." in pubsub_command(
+        capsys, "plan", *on_cloud(project)
+    )
 
 
 def test_the_fake_applies_pubsubs_expiration_rules(iam_service, clock):
@@ -163,7 +178,7 @@ def test_the_fake_applies_pubsubs_expiration_rules(iam_service, clock):
 
 def test_a_subscription_on_another_topic_is_replaced_only_when_allowed(capsys, stack, iam_service):
     project = "pubsub-plan-replace"
-    where = on_cloud(project, iam_service)
+    where = on_cloud(project)
     pubsub_command(capsys, "apply", *where)
     pull = names.subscription_path(project, names.PULL_SUBSCRIPTION)
     with pubsub_v1.SubscriberClient() as subscriber:
@@ -184,7 +199,7 @@ def test_a_subscription_on_another_topic_is_replaced_only_when_allowed(capsys, s
     assert f"done: -/+ replace {pubsub.SUBSCRIPTION} {pull}" in applied
     with pubsub_v1.SubscriberClient() as subscriber:
         assert subscriber.get_subscription(subscription=pull).topic.endswith("/topics/visits")
-    assert "14 unchanged." in pubsub_command(capsys, "plan", *where)
+    assert f"{len(declared(project))} unchanged." in pubsub_command(capsys, "plan", *where)
 
 
 def test_the_local_stack_converges_to_the_same_declarations(capsys, stack):
@@ -222,10 +237,10 @@ def test_google_cloud_without_credentials_or_region_says_what_is_missing(
 ):
     monkeypatch.delenv("PUBSUB_EMULATOR_HOST", raising=False)
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "absent.json"))
-    message = refused(capsys, "plan", "--project", "p", "--region", REGION)
+    message = refused(capsys, "plan", "--project", "p-1234", "--region", REGION)
     assert message.startswith("error: no Google Cloud credentials")
     message = refused(
-        capsys, "apply", "--project", "p", "--region", REGION, "--project-number", "1"
+        capsys, "apply", "--project", "p-1234", "--region", REGION, "--project-number", "123456"
     )
     assert message.startswith("error: no Google Cloud credentials")
-    assert refused(capsys, "plan", "--project", "p").startswith("error: --region is required")
+    assert refused(capsys, "plan", "--project", "p-1234").startswith("error: region not set")

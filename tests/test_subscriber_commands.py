@@ -8,7 +8,6 @@ import subprocess
 import sys
 import tarfile
 
-import pytest
 from conftest import free_ports
 from google.cloud import pubsub_v1
 from subscriber_support import (
@@ -21,7 +20,8 @@ from subscriber_support import (
 )
 
 from clickstream.cli import main as cli
-from clickstream.core import contract, jsonlines
+from clickstream.core import contract, jsonlines, names
+from clickstream.deploy import access, settings
 from clickstream.deploy import subscribers as deployment
 from clickstream.gcp import views
 
@@ -83,11 +83,12 @@ def test_both_subscribers_run_with_one_command_each(stack, lab_data, tmp_path):
     assert not subscriber.get_subscription(subscription=path).push_config.push_endpoint
 
 
-def _dry_run(capsys, *args: str) -> list[str]:
+def _dry_run(capsys, tmp_path) -> list[str]:
     """The lines `clickstream subscribe deploy ... --dry-run` prints."""
-    cli.main(["subscribe", "deploy", *args, "--dry-run"])
+    where = ("--project", PROJECT, "--region", REGION, "--build-dir", str(tmp_path))
+    cli.main(["subscribe", "deploy", *where, "--dry-run"])
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].endswith("dry run, nothing is run")
+    assert lines[0] == "# subscribers: dry run, nothing is run; the gcloud steps:"
     check = subprocess.run(["bash", "-n"], input="\n".join(lines), text=True, capture_output=True)
     assert check.returncode == 0, check.stderr  # every line is a valid shell command
     return lines[1:]
@@ -100,35 +101,25 @@ def _command(lines: list[str], *start: str) -> list[str]:
     return found[0]
 
 
-def test_deploy_accounts(capsys):
-    lines = _dry_run(capsys, "accounts", "--project", PROJECT, "--region", REGION)
-    for account in ("clickstream-push", "clickstream-push-invoker", "clickstream-pull"):
-        assert _command(lines, "gcloud", "iam", "service-accounts", "create", account)
-    # Least privilege: each writer may edit the six tables, not the dataset.
-    grants = [shlex.split(line) for line in lines if line.startswith("bq add-iam-policy-binding")]
-    for writer in ("clickstream-push", "clickstream-pull"):
-        member = f"--member=serviceAccount:{writer}@{PROJECT}.iam.gserviceaccount.com"
-        tables = {grant[-1] for grant in grants if member in grant}
-        assert tables == {f"{PROJECT}:clickstream.{table}" for table in contract.TABLES}
-    assert all("-t" in grant and "--role=roles/bigquery.dataEditor" in grant for grant in grants)
-    assert not any(line.startswith("gcloud pubsub") for line in lines)  # the Pub/Sub plan's
+SETTINGS = settings.Settings(PROJECT, REGION)
 
 
-def test_a_second_deployment_keeps_what_exists_and_stops_at_a_real_failure(tmp_path, capsys):
-    exists = ["bash", "-c", "echo 'ERROR: (gcloud) Resource already exists' >&2; exit 1"]
-    deployment.execute([["true"], [*exists, "create"]], dry_run=False)
-    assert "exists already: kept as it is" in capsys.readouterr().out
-    with pytest.raises(deployment.DeployError, match="exit 3"):
-        deployment.execute(
-            [["bash", "-c", "exit 3", "create"], ["touch", str(tmp_path / "x")]], False
-        )
-    assert not (tmp_path / "x").exists()  # stopped at the failure
+def test_the_writers_may_append_to_the_six_tables_and_no_more():
+    """Least privilege: streaming inserts need Data Editor on each table, not on the dataset,
+    and no Job User (they run no query)."""
+    grants = access.grants(SETTINGS, "123")
+    for writer in (names.PUSH_ACCOUNT, names.PULL_ACCOUNT):
+        member = f"serviceAccount:{SETTINGS.account(writer)}"
+        held = {(g.role, g.resource) for g in grants if g.member == member}
+        tables = {r for role, r in held if role == "roles/bigquery.dataEditor"}
+        assert tables == {
+            f"projects/{PROJECT}/datasets/clickstream/tables/{table}" for table in contract.TABLES
+        }
+        assert not any(role == "roles/bigquery.jobUser" for role, _ in held)
 
 
 def test_deploy_push(capsys, tmp_path):
-    lines = _dry_run(
-        capsys, "push", "--project", PROJECT, "--region", REGION, "--build-dir", str(tmp_path)
-    )
+    lines = _dry_run(capsys, tmp_path)
     url = f"https://{REGION}-{PROJECT}.cloudfunctions.net/clickstream-push"
     runtime = f"clickstream-push@{PROJECT}.iam.gserviceaccount.com"
     invoker = f"clickstream-push-invoker@{PROJECT}.iam.gserviceaccount.com"
@@ -147,30 +138,37 @@ def test_deploy_push(capsys, tmp_path):
     (environment,) = [w for w in function if w.startswith("--set-env-vars=")]
     assert f"PUSH_AUDIENCE={url}" in environment
     assert f"PUSH_SERVICE_ACCOUNT={invoker}" in environment
-    invoke = _command(lines, "gcloud", "functions", "add-invoker-policy-binding")
-    assert f"--member=serviceAccount:{invoker}" in invoke
-    token = _command(lines, "gcloud", "iam", "service-accounts", "add-iam-policy-binding")
-    assert "--role=roles/iam.serviceAccountTokenCreator" in token
-    agent = r"--member=serviceAccount:service-\$\(gcloud projects describe .*\)@gcp-sa-pubsub\..*"
-    assert any(re.fullmatch(agent, word) for word in token)
-    assert not any("pubsub subscriptions" in line for line in lines)  # the Pub/Sub plan's
+    assert "CLICKSTREAM_SOURCE=" in environment  # the code's digest: new code, new deployment
+    # Who may invoke it and mint its tokens: grants of the plan, from the access table.
+    grants = access.grants(SETTINGS, "123")
+    function_resource = access.function_resource(SETTINGS, names.PUSH_FUNCTION)
+    assert {g.member for g in grants if g.resource == function_resource} == {
+        f"serviceAccount:{invoker}"
+    }
+    invoker_resource = access.account_resource(SETTINGS, names.INVOKER_ACCOUNT)
+    assert {(g.role, g.member) for g in grants if g.resource == invoker_resource} == {
+        (
+            "roles/iam.serviceAccountTokenCreator",
+            "serviceAccount:service-123@gcp-sa-pubsub.iam.gserviceaccount.com",
+        )
+    }
 
 
 def test_deploy_pull(capsys, tmp_path):
-    with pytest.raises(SystemExit, match="needs a bucket"):
-        _dry_run(capsys, "pull", "--project", PROJECT, "--region", REGION)
-    lines = _dry_run(
-        capsys,
-        *("pull", "--project", PROJECT, "--region", REGION, "--bucket", "code-bucket"),
-        *("--build-dir", str(tmp_path), "--max-replicas", "8"),
-    )
+    lines = _dry_run(capsys, tmp_path)
     account = f"clickstream-pull@{PROJECT}.iam.gserviceaccount.com"
-    source = "gs://code-bucket/subscribers/clickstream-subscribers.tar.gz"
+    [upload] = [shlex.split(line) for line in lines if line.startswith("gcloud storage cp ")]
+    source = upload[4]
+    assert re.fullmatch(
+        rf"gs://{PROJECT}-ops/subscribers/clickstream-subscribers-[0-9a-f]{{16}}\.tar\.gz", source
+    )
+    assert upload[3] == str(tmp_path / "clickstream-subscribers.tar.gz")
     template = _command(lines, "gcloud", "compute", "instance-templates", "create")
+    assert re.fullmatch(r"clickstream-pull-[0-9a-f]{8}", template[4])  # named by what it holds
     assert f"--metadata-from-file=startup-script={deployment.STARTUP_SCRIPT}" in template
     assert f"--service-account={account}" in template
-    (settings,) = [w for w in template if w.startswith("--metadata=")]
-    assert dict(pair.split("=", 1) for pair in settings.removeprefix("--metadata=").split(",")) == {
+    (metadata,) = [w for w in template if w.startswith("--metadata=")]
+    assert dict(pair.split("=", 1) for pair in metadata.removeprefix("--metadata=").split(",")) == {
         "clickstream-source": source,
         "clickstream-subscription": "visits-pull",
         "clickstream-dataset": "clickstream",
@@ -180,10 +178,11 @@ def test_deploy_pull(capsys, tmp_path):
     assert {"--request-path=/healthz", "--port=8080"} <= set(check)
     group = _command(lines, "gcloud", "compute", "instance-groups", "managed", "create")
     assert {f"--region={REGION}", "--health-check=clickstream-pull-health"} <= set(group)
+    assert f"--template={template[4]}" in group
     scaler = _command(lines, "gcloud", "compute", "instance-groups", "managed", "set-autoscaling")
     for flag in (
         f"--region={REGION}",
-        "--max-num-replicas=8",
+        f"--max-num-replicas={deployment.MAX_REPLICAS}",
         "--update-stackdriver-metric=pubsub.googleapis.com/subscription/num_undelivered_messages",
         '--stackdriver-metric-filter=resource.type = "pubsub_subscription" AND '
         'resource.labels.subscription_id = "visits-pull"',
@@ -192,10 +191,12 @@ def test_deploy_pull(capsys, tmp_path):
         assert flag in scaler
     firewall = _command(lines, "gcloud", "compute", "firewall-rules", "create")
     assert {"--rules=tcp:8080", "--source-ranges=35.191.0.0/16,130.211.0.0/22"} <= set(firewall)
-    assert _command(lines, "gcloud", "storage", "cp")[3:5] == [
-        str(tmp_path / "clickstream-subscribers.tar.gz"),
-        source,
-    ]
+
+
+def test_staging_twice_gives_the_same_archive(tmp_path):
+    """The code's archive is named by its digest: the same code must give the same bytes."""
+    first = deployment.stage_archive(tmp_path / "a").read_bytes()
+    assert deployment.stage_archive(tmp_path / "b").read_bytes() == first
 
 
 def test_staged_code_runs_on_its_own(tmp_path):
@@ -239,9 +240,3 @@ def test_startup_script_runs_what_the_template_configures():
         assert f"instance/attributes/{key}" in script
     assert "-m clickstream.subscribers.pull" in script and "--health-host 0.0.0.0" in script
     assert "KillSignal=SIGTERM" in script and "Restart=always" in script
-
-
-def test_execute_runs_the_printed_lines(capfd):
-    deployment.execute([["echo", "project $(echo number)"]], dry_run=False)
-    printed, ran = capfd.readouterr().out.splitlines()
-    assert (printed, ran) == ('echo "project $(echo number)"', "project number")

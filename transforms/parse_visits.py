@@ -19,28 +19,39 @@ _COUNTERS = (
 
 
 class _Parse(beam.DoFn):
+    """Counts are added up per bundle and reported when it finishes: one counter update per
+    bundle instead of several per visit."""
+
     def setup(self) -> None:
         self.counters = {n: Metrics.counter(names.COUNTER_NAMESPACE, n) for n in _COUNTERS}
+
+    def start_bundle(self) -> None:
+        self.counts = dict.fromkeys(_COUNTERS, 0)
 
     def process(self, record: Any) -> Iterator[Any]:
         parsed = visit.parse_visit(record.payload, getattr(record, "source", None) or "unknown")
         yield beam.Row(
             **{table: [beam.Row(**row) for row in rows] for table, rows in parsed.rows.items()}
         )
-        counters = self.counters
+        counts = self.counts
         if not parsed.visit_loaded:
-            counters["visits_rejected"].inc()
+            counts["visits_rejected"] += 1
             return
-        counters["visits_accepted"].inc()
-        counters["events_rejected"].inc(len(parsed.rows["dead_letter"]))
+        counts["visits_accepted"] += 1
+        counts["events_rejected"] += len(parsed.rows["dead_letter"])
         row = parsed.rows["visits"][0]
-        counters["events_in_loaded_visits"].inc(row["event_count"])
-        counters["page_view"].inc(row["page_view_count"])
-        counters["add_item_to_cart"].inc(row["cart_add_count"])
-        counters["purchase"].inc(row["purchase_count"])
-        counters["events_accepted"].inc(
+        counts["events_in_loaded_visits"] += row["event_count"]
+        counts["page_view"] += row["page_view_count"]
+        counts["add_item_to_cart"] += row["cart_add_count"]
+        counts["purchase"] += row["purchase_count"]
+        counts["events_accepted"] += (
             row["page_view_count"] + row["cart_add_count"] + row["purchase_count"]
         )
+
+    def finish_bundle(self) -> None:
+        for name, count in self.counts.items():
+            if count:
+                self.counters[name].inc(count)
 
 
 class ParseVisits(beam.PTransform[beam.PCollection[Any], beam.PCollection[Any]]):

@@ -24,8 +24,8 @@ Retry delay: ``[core] default_task_retry_delay``.
 
 The catalog's Beam-free core (``clickstream/core``, ``clickstream/metadata``) sits beside this
 file in the DAGs folder (``clickstream orchestrate deploy`` copies it there); nothing is computed
-when the file is parsed. With ``CLICKSTREAM_LOCAL_DATAFLOW`` set (the local stack), the same
-request runs through ``clickstream template run`` instead of Dataflow (``local_dataflow.py``).
+when the file is parsed. With ``CLICKSTREAM_LOCAL_DATAFLOW`` set (the local stack: the endpoint
+of its Dataflow API), the same operator and hook talk to that endpoint (``local_dataflow.py``).
 """
 
 import logging
@@ -46,7 +46,7 @@ from clickstream.core import landing, names, templates
 
 SETTINGS = "clickstream_orchestration"  # the Airflow variable (JSON)
 REQUIRED = ("project", "region", "template_bucket", "environment")
-LOCAL_DATAFLOW = "CLICKSTREAM_LOCAL_DATAFLOW"  # the clickstream command: run locally instead
+LOCAL_DATAFLOW = "CLICKSTREAM_LOCAL_DATAFLOW"  # the local stack's Dataflow API endpoint
 PROJECT = "{{ var.json.clickstream_orchestration.project }}"
 REGION = "{{ var.json.clickstream_orchestration.region }}"
 _LOG = logging.getLogger(__name__)
@@ -106,12 +106,21 @@ def launch_request(conf: dict) -> dict:
         raise AirflowFailException(str(error)) from None
 
 
+def dataflow_hook():
+    """The provider's Dataflow hook; on the local stack, on its Dataflow."""
+    if os.environ.get(LOCAL_DATAFLOW):
+        from local_dataflow import LocalDataflowHook
+
+        return LocalDataflowHook(endpoint=os.environ[LOCAL_DATAFLOW])
+    from airflow.providers.google.cloud.hooks.dataflow import DataflowHook
+
+    return DataflowHook()
+
+
 @task
 def dataflow_counts(job: dict) -> dict:
     """The job's counters from its Dataflow metrics."""
-    from airflow.providers.google.cloud.hooks.dataflow import DataflowHook
-
-    metrics = DataflowHook().fetch_job_metrics_by_id(
+    metrics = dataflow_hook().fetch_job_metrics_by_id(
         job_id=job["id"], project_id=job["projectId"], location=job["location"]
     )
     return templates.job_counters(metrics)
@@ -165,26 +174,20 @@ def announce_failure(**context) -> None:
 def clickstream_file_landed():
     conf = landed_file()
     request = launch_request(conf)
-    if os.environ.get(LOCAL_DATAFLOW):  # the local stack: the same request, run locally
-        # Beside this file in the DAGs folder, which Airflow puts on sys.path.
-        from local_dataflow import (  # type: ignore[import-not-found]
-            LocalFlexTemplateOperator,
-            local_counts,
-        )
+    launch = {
+        "task_id": "run_migration",
+        "body": request,
+        "project_id": PROJECT,
+        "location": REGION,
+        "append_job_name": False,  # the name is the file's: a second launch meets the first
+    }
+    if os.environ.get(LOCAL_DATAFLOW):  # the local stack: the same operator, on its Dataflow
+        from local_dataflow import LocalFlexTemplateOperator
 
-        job = LocalFlexTemplateOperator(
-            task_id="run_migration", body=request, command=os.environ[LOCAL_DATAFLOW]
-        )
-        counters = local_counts.override(task_id="migration_counts")(job.output)
+        job = LocalFlexTemplateOperator(endpoint=os.environ[LOCAL_DATAFLOW], **launch)
     else:
-        job = DataflowStartFlexTemplateOperator(
-            task_id="run_migration",
-            body=request,
-            project_id=PROJECT,
-            location=REGION,
-            append_job_name=False,  # the name is the file's: a second launch meets the first
-        )
-        counters = dataflow_counts.override(task_id="migration_counts")(job.output)
+        job = DataflowStartFlexTemplateOperator(**launch)
+    counters = dataflow_counts.override(task_id="migration_counts")(job.output)
     done = announce_processed(conf, job.output, counters)
     [conf, request, job, counters] >> announce_failure()
     return done

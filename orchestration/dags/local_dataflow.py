@@ -1,64 +1,48 @@
-"""The local stack's stand-in for ``DataflowStartFlexTemplateOperator`` (Dataflow has no
-emulator, and the provider's Dataflow hook no endpoint to point elsewhere): it takes the same
-launch request and runs its template with its parameters through ``clickstream template run``
-(Beam's local runner against the emulators), then returns the job as Dataflow would describe a
-finished one. Staged into the local DAGs folder only; Composer runs the real operator."""
+"""The provider's Dataflow hook and flex-template operator, pointed at the local stack's Dataflow:
+the fake Dataflow API (``clickstream.fakes.dataflow``) that ``orchestration/local_airflow.py``
+serves on loopback. The provider's code runs as it is (the launch, the wait loop on
+``jobs.get``, the metrics); only the API endpoint differs (``ClientOptions(api_endpoint=...)``,
+which the provider's hook offers no setting for). Staged into the local DAGs folder only;
+Composer runs the provider's classes."""
 
-import datetime
-import json
-import subprocess
-import tempfile
-from pathlib import Path
+import functools
 
-try:  # Airflow 3
-    from airflow.sdk import BaseOperator, task
-except ImportError:  # Airflow 2
-    from airflow.decorators import task
-    from airflow.models import BaseOperator
+from airflow.providers.google.cloud.hooks.dataflow import DataflowHook
+from airflow.providers.google.cloud.operators.dataflow import DataflowStartFlexTemplateOperator
+from google.api_core.client_options import ClientOptions
 
-OUTPUT_TAIL = 3000  # characters of a failed run's output in the task's error
+POLL_SECONDS = 1  # the wait loop's interval (the provider's default: 10)
 
 
-class LocalFlexTemplateOperator(BaseOperator):
-    """Runs a flex-template launch request (``launchParameter``: ``containerSpecGcsPath``
-    ``gs://B/templates/NAME.json``, ``jobName``, ``parameters``) with ``command template run``."""
+class LocalDataflowHook(DataflowHook):
+    """``DataflowHook`` on the Dataflow API at ``endpoint`` (``http://127.0.0.1:PORT/``)."""
 
-    template_fields = ("body",)
-
-    def __init__(self, *, body: dict, command: str, **kwargs):
+    def __init__(self, *, endpoint: str, **kwargs):
         super().__init__(**kwargs)
-        self.body, self.command = body, command
+        self.endpoint = endpoint
 
-    def execute(self, context) -> dict:
-        launch = self.body["launchParameter"]
-        name = launch["containerSpecGcsPath"].rsplit("/", 1)[-1].removesuffix(".json")
-        with tempfile.TemporaryDirectory() as scratch:
-            counters_file = Path(scratch, "counters.json")
-            command = [self.command, "template", "run", name, "--counters", str(counters_file)]
-            for key, value in launch["parameters"].items():
-                command += ["--param", f"{key}={value}"]
-            self.log.info("running %s", " ".join(command))
-            run = subprocess.run(command, capture_output=True, text=True)
-            self.log.info("%s", run.stdout)
-            if run.returncode:
-                raise RuntimeError(
-                    f"job {launch['jobName']} failed (exit {run.returncode}): "
-                    f"{(run.stdout + run.stderr)[-OUTPUT_TAIL:]}"
-                )
-            counters = json.loads(counters_file.read_text())
-        started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d_%H_%M_%S")
-        job = {
-            "id": f"local-{started}-{launch['jobName']}",
-            "name": launch["jobName"],
-            "location": "local",
-            "currentState": "JOB_STATE_DONE",
-        }
-        context["ti"].xcom_push(key="job_id", value=job["id"])
-        context["ti"].xcom_push(key="counters", value=counters)
-        return job
+    def get_client_options(self, api_endpoint_override: str | None = None) -> ClientOptions:
+        return super().get_client_options(api_endpoint_override or self.endpoint)
 
 
-@task
-def local_counts(job: dict, **context) -> dict:
-    """The counters the stand-in's run reported."""
-    return context["ti"].xcom_pull(task_ids="run_migration", key="counters")
+class LocalFlexTemplateOperator(DataflowStartFlexTemplateOperator):
+    """``DataflowStartFlexTemplateOperator`` whose hook is a ``LocalDataflowHook``. Never
+    deferred: the deferred wait's client speaks gRPC, which the local Dataflow does not serve,
+    and no triggerer runs locally."""
+
+    def __init__(self, *, endpoint: str, poll_sleep: int = POLL_SECONDS, **kwargs):
+        super().__init__(poll_sleep=poll_sleep, deferrable=False, **kwargs)
+        self.endpoint = endpoint
+
+    @functools.cached_property
+    def hook(self) -> DataflowHook:
+        return LocalDataflowHook(
+            endpoint=self.endpoint,
+            gcp_conn_id=self.gcp_conn_id,
+            poll_sleep=self.poll_sleep,
+            drain_pipeline=self.drain_pipeline,
+            cancel_timeout=self.cancel_timeout,
+            wait_until_finished=self.wait_until_finished,
+            impersonation_chain=self.impersonation_chain,
+            expected_terminal_state=self.expected_terminal_state,
+        )

@@ -85,12 +85,38 @@ def test_on_composer_the_job_is_the_providers_flex_template_operator(bag):
     assert "var.json.clickstream_orchestration.region" in run.location
 
 
-def test_locally_the_same_request_goes_to_the_stand_in(dags_folder, monkeypatch):
-    monkeypatch.setenv("CLICKSTREAM_LOCAL_DATAFLOW", "/usr/bin/false")
+LOCAL_DATAFLOW = "http://127.0.0.1:8092/"  # the local stack's Dataflow API
+
+
+@pytest.fixture
+def local(dags_folder, monkeypatch):
+    """The DAG as the local stack stages it: its Dataflow at LOCAL_DATAFLOW."""
+    monkeypatch.setenv("CLICKSTREAM_LOCAL_DATAFLOW", LOCAL_DATAFLOW)
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT", '{"conn_type": "google_cloud_platform"}'
+    )
     bag = DagBag(dag_folder=str(dags_folder))
     assert bag.import_errors == {}
-    run = bag.dags[DAG_ID].get_task("run_migration")
-    assert type(run).__name__ == "LocalFlexTemplateOperator"
+    return bag.dags[DAG_ID]
+
+
+def test_locally_the_providers_operator_and_hook_talk_to_the_local_dataflow(local):
+    from airflow.providers.google.cloud.hooks.dataflow import DataflowHook
+    from airflow.providers.google.cloud.operators.dataflow import (
+        DataflowStartFlexTemplateOperator,
+    )
+
+    run = local.get_task("run_migration")
+    assert isinstance(run, DataflowStartFlexTemplateOperator)
+    assert run.append_job_name is False and run.deferrable is False
+    assert "var.json.clickstream_orchestration.project" in run.project_id
+    assert isinstance(run.hook, DataflowHook)
+    assert run.hook.get_client_options().api_endpoint == LOCAL_DATAFLOW
+    import clickstream_file_landed  # the counts: the provider's hook too, on the same API
+
+    hook = clickstream_file_landed.dataflow_hook()
+    assert isinstance(hook, DataflowHook)
+    assert hook.get_client_options().api_endpoint == LOCAL_DATAFLOW
 
 
 @pytest.fixture
