@@ -170,7 +170,9 @@ def _docs(args: argparse.Namespace) -> None:
 
 
 def _rehearse(args: argparse.Namespace) -> None:
-    from clickstream.project import rehearsal
+    # TEMPORARY until project/rehearsal.py is on main; then drop the ignore (it hides nothing
+    # once the module exists, and unused-ignore keeps it quiet meanwhile).
+    from clickstream.project import rehearsal  # type: ignore[attr-defined,unused-ignore]
 
     try:
         report = rehearsal.run(Path(args.lab_data), Path(args.build_dir), print)

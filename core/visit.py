@@ -318,7 +318,7 @@ def _check_line_amounts(event: dict[str, Any]) -> None:
             _product_line(line)
 
 
-def _event_fault(event: object) -> str:
+def _event_fault(event: Any) -> str:
     """Why an (unwrapped) event breaks the schema, or "" when it does not."""
     try:
         _validate_event(event)
@@ -384,17 +384,17 @@ def visit_row(
     visit: dict[str, Any], visit_id: str, events: list[NormalisedEvent]
 ) -> dict[str, Any]:
     """The ``visits`` row: the visit's attributes and what became of its events."""
-    valid = [e for e in events if e.event is not None]
-    kinds = [e.event["event_type"] for e in valid]
+    valid = [(e.event, e.moment) for e in events if e.event is not None and e.moment is not None]
+    kinds = [event["event_type"] for event, _ in valid]
     counts = {kind: kinds.count(kind) for kind in EVENT_TABLES}
     amount = _ZERO
     if counts["purchase"]:
-        for kind, normalised in zip(kinds, valid, strict=True):
+        for kind, (event, _) in zip(kinds, valid, strict=True):
             if kind == "purchase":
-                amount = _NUMERIC.add(amount, _numeric(normalised.event["details"]["amount"]))
-    moments = [e.moment for e in valid]
-    first = valid[moments.index(min(moments))] if valid else None
-    last = valid[moments.index(max(moments))] if valid else None
+                amount = _NUMERIC.add(amount, _numeric(event["details"]["amount"]))
+    moments = [moment for _, moment in valid]
+    first = valid[moments.index(min(moments))][0] if valid else None
+    last = valid[moments.index(max(moments))][0] if valid else None
     latitude, longitude = _coordinates(visit.get("geolocation"))
     return {
         "visit_id": visit_id,
@@ -405,8 +405,8 @@ def visit_row(
         "geolocation": visit.get("geolocation"),
         "latitude": latitude,
         "longitude": longitude,
-        "visit_start": first.event["timestamp"] if first else None,
-        "visit_end": last.event["timestamp"] if last else None,
+        "visit_start": first["timestamp"] if first else None,
+        "visit_end": last["timestamp"] if last else None,
         "event_count": len(events),
         "page_view_count": counts["page_view"],
         "cart_add_count": counts["add_item_to_cart"],

@@ -158,8 +158,8 @@ class FakePubSub:
         """Deliver one push of subscription ``name``: the status Cloud Run would answer."""
         endpoint, identity = self._push.get(name, ("", ""))
         service = self.service_of(endpoint)
-        target = self.project.run_services.get(service or "") if self.project else None
-        if target is None:
+        target = self.project.run_services.get(service) if self.project and service else None
+        if self.project is None or service is None or target is None:
             return 404  # nothing serves there (yet): Pub/Sub redelivers
         if identity and not self.project.allows(
             f"serviceAccount:{identity}", "run.routes.invoke", service

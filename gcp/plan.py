@@ -219,7 +219,7 @@ def plan(resources: Iterable[Resource], adapters: Mapping[str, Adapter]) -> list
     return changes
 
 
-def _read(adapter: Adapter, resource: Resource) -> dict | None:
+def _read(adapter: Adapter, resource: Resource) -> dict[str, Any] | None:
     """The resource as it exists; None also when its API is not enabled in the project yet (on
     a new project nothing of that API can exist; apply enables it before it creates this)."""
     try:
@@ -261,8 +261,8 @@ def render(changes: list[Change], limit: int | None = 160) -> str:
         for field in shown:
             frozen = change.action == REPLACE and _immutable(change.resource, [field])
             why = " (cannot change in place)" if frozen else ""
-            shown = short(value(change.resource.fields, field), limit)
-            lines.append(f"      {field}: {shown}{why}")
+            text = short(value(change.resource.fields, field), limit)
+            lines.append(f"      {field}: {text}{why}")
     counts = {action: sum(c.action == action for c in changes) for action in SYMBOLS}
     lines.append(
         f"Plan: {counts[CREATE]} to create, {counts[UPDATE]} to update, "
