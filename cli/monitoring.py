@@ -90,7 +90,8 @@ def _plan_or_apply(args: argparse.Namespace) -> None:
     propagation = adapters.Propagation.within(args.wait_for_metrics)
 
     def waiting(error: Exception) -> None:
-        refusal = error.message.split(". ")[0]
+        message = error.message if isinstance(error, exceptions.GoogleAPICallError) else str(error)
+        refusal = message.split(". ")[0]
         print(f"waiting for a new log-based metric to reach Cloud Monitoring ({refusal})")
 
     try:

@@ -5,18 +5,18 @@ created there first; with ``--project`` against Google Cloud.
 """
 
 import argparse
-import importlib.util
 import os
 import signal
 import subprocess
 import sys
+from importlib import resources
 
 from clickstream.cli.local import use_local_stack
 from clickstream.core import names
 from clickstream.subscribers import options
 
 # The subscribers import the Pub/Sub and BigQuery clients (a second); handlers import them.
-PUSH_SOURCE = importlib.util.find_spec("clickstream.subscribers.push").origin  # for --source
+PUSH_SOURCE = str(resources.files("clickstream.subscribers") / "push.py")  # for --source
 
 
 def _pull(args: argparse.Namespace) -> None:

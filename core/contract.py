@@ -6,15 +6,17 @@ import functools
 import json
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
 TABLES = ("visits", "page_views", "cart_adds", "purchases", "purchase_items", "dead_letter")
 AGGREGATES = ("page_view_counts",)  # written by streaming specs from the rows above
 _METADATA = resources.files("clickstream.metadata")
 
 
-def read_json(name: str) -> dict:
+def read_json(name: str) -> dict[str, Any]:
     """A JSON file of ``metadata/``, e.g. ``tables/visits.json``."""
-    return json.loads(_METADATA.joinpath(name).read_text(encoding="utf-8"))
+    data: dict[str, Any] = json.loads(_METADATA.joinpath(name).read_text(encoding="utf-8"))
+    return data
 
 
 def has_file(name: str) -> bool:
@@ -22,13 +24,13 @@ def has_file(name: str) -> bool:
 
 
 @functools.cache
-def visit_schema() -> dict:
+def visit_schema() -> dict[str, Any]:
     """The visit JSON Schema (draft-07), as a dict."""
     return read_json("visit.schema.json")
 
 
 @functools.cache
-def table(name: str) -> dict:
+def table(name: str) -> dict[str, Any]:
     """A table definition: BigQuery's Table resource fields (description, schema, partitioning,
     clustering, primary key)."""
     if name not in TABLES + AGGREGATES:
@@ -38,7 +40,8 @@ def table(name: str) -> dict:
 
 def primary_key(name: str) -> list[str]:
     """The columns that identify a row of the table (used to merge without duplicates)."""
-    return table(name)["tableConstraints"]["primaryKey"]["columns"]
+    columns: list[str] = table(name)["tableConstraints"]["primaryKey"]["columns"]
+    return columns
 
 
 def version_column(name: str) -> str | None:
@@ -83,14 +86,14 @@ def parse_view(name: str, text: str) -> View:
 def views() -> tuple[View, ...]:
     """Every view of ``metadata/views``, by name."""
     folder = _METADATA.joinpath("views")
-    files = sorted(f for f in folder.iterdir() if f.name.endswith(".sql"))
+    files = sorted((f for f in folder.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name)
     return tuple(
         parse_view(f.name.removesuffix(".sql"), f.read_text(encoding="utf-8")) for f in files
     )
 
 
 @functools.cache
-def governance() -> dict:
+def governance() -> dict[str, Any]:
     """The governance definition (``metadata/governance.json``): the lake, its zones and their
     assets, the audiences and what each may do in which zone, and the facts about each table that
     BigQuery does not hold (owner, freshness, lab task, classified columns)."""

@@ -12,6 +12,7 @@ re-open nor hold open an incident. Late updates stay in the log.
 import dataclasses
 import json
 from collections.abc import Mapping
+from typing import Any
 from urllib.parse import quote
 
 WINDOW_START = "window_start"
@@ -33,7 +34,7 @@ def entry(
     threshold: int,
     timing: str,
     pane_index: int,
-) -> dict:
+) -> dict[str, Any]:
     """The log entry of one pane of a window's site-wide page view count: flagged
     ``over_threshold`` (severity WARNING) when ``page_views`` is above ``threshold``."""
     over = page_views > threshold
@@ -56,7 +57,7 @@ class Clause:
     field: str
     value: bool | int | str
 
-    def matches(self, payload: Mapping) -> bool:
+    def matches(self, payload: Mapping[str, Any]) -> bool:
         found = payload.get(self.field)
         return type(found) is type(self.value) and found == self.value
 
@@ -71,7 +72,7 @@ class Selection:
 
     clauses: tuple[Clause, ...] = ()
 
-    def matches(self, payload: Mapping) -> bool:
+    def matches(self, payload: Mapping[str, Any]) -> bool:
         """Whether a local entry (the ``jsonPayload`` of its Cloud Logging twin) is selected."""
         return all(clause.matches(payload) for clause in self.clauses)
 

@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import json
 import re
+from typing import Any
 
 from clickstream.core import names
 
@@ -47,7 +48,7 @@ class LandedFile:
     object: str
     generation: str  # decimal, as Cloud Storage writes it in JSON
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if not isinstance(self.bucket, str) or not _BUCKET.fullmatch(self.bucket):
             raise LandingError(f"bucket {self.bucket!r} is not a Cloud Storage bucket name")
         if not isinstance(self.object, str) or not self.object or "\n" in self.object:
@@ -57,7 +58,7 @@ class LandedFile:
         object.__setattr__(self, "generation", str(self.generation))
 
     @classmethod
-    def from_conf(cls, conf: dict) -> "LandedFile":
+    def from_conf(cls, conf: dict[str, Any]) -> "LandedFile":
         """From a DAG run's configuration: ``{"bucket", "object", "generation"}``."""
         missing = [key for key in ("bucket", "object", "generation") if key not in (conf or {})]
         if missing:
@@ -65,7 +66,7 @@ class LandedFile:
         return cls(conf["bucket"], conf["object"], conf["generation"])
 
     @classmethod
-    def from_event(cls, data: dict) -> "LandedFile":
+    def from_event(cls, data: dict[str, Any]) -> "LandedFile":
         """From the data of a Cloud Storage event (StorageObjectData: bucket, name, generation)."""
         missing = [key for key in ("bucket", "name", "generation") if not (data or {}).get(key)]
         if missing:
@@ -133,7 +134,7 @@ def notification(
     return json.dumps(body, sort_keys=True).encode(), attributes
 
 
-def read_notification(data: bytes) -> dict:
+def read_notification(data: bytes) -> dict[str, Any]:
     """A files-processed message's data as a dict; ValueError if it is not one."""
     try:
         body = json.loads(data)
@@ -145,7 +146,7 @@ def read_notification(data: bytes) -> dict:
     return body
 
 
-def describe(body: dict) -> str:
+def describe(body: dict[str, Any]) -> str:
     """A files-processed message in one line, for a person."""
     where = f"{body['file']} (generation {body['generation']})"
     job = f"job {body['job_id']}" if body.get("job_id") else "no job"

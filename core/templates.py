@@ -5,7 +5,9 @@ orchestration DAG (an Airflow environment without Beam) builds its launch reques
 
 import dataclasses
 import importlib.metadata
+import os
 import re
+from typing import Any
 
 from clickstream.core import contract, names
 
@@ -17,16 +19,17 @@ class ParameterError(ValueError):
     """A template parameter is unknown, missing or does not match its regexes."""
 
 
-def metadata(name: str) -> dict:
+def metadata(name: str) -> dict[str, Any]:
     """The Dataflow template metadata of the spec ``name``."""
     if not contract.has_file(f"{name}.json"):
         raise FileNotFoundError(f"template {name!r} has no metadata metadata/{name}.json")
     return contract.read_json(f"{name}.json")
 
 
-def examples(name: str) -> dict:
+def examples(name: str) -> dict[str, Any]:
     """Documented valid and invalid example values of each parameter of template ``name``."""
-    return contract.read_json("template_examples.json")[name]
+    examples: dict[str, Any] = contract.read_json("template_examples.json")[name]
+    return examples
 
 
 def variables(name: str, given: dict[str, str], unchecked: tuple[str, ...] = ()) -> dict[str, str]:
@@ -148,7 +151,7 @@ def check_package(reference: str) -> None:
         )
 
 
-def package_upload_command(package, bucket: str) -> list[str]:
+def package_upload_command(package: str | os.PathLike[str], bucket: str) -> list[str]:
     """``gcloud storage cp`` of the catalog's sdist beside the template files."""
     return ["gcloud", "storage", "cp", str(package), f"gs://{bucket}/templates/"]
 
@@ -206,8 +209,8 @@ def launch_request(
     job_name: str,
     template_file: str,
     parameters: dict[str, str],
-    environment: dict | None = None,
-) -> dict:
+    environment: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The body of Dataflow's ``flexTemplates.launch`` for template ``name`` (what
     ``DataflowStartFlexTemplateOperator`` sends): the parameters are checked against the
     metadata first (ParameterError) and sent as given, Dataflow filling in the defaults;
@@ -237,7 +240,7 @@ def launch_request(
     }
 
 
-def job_counters(job_metrics: dict) -> dict[str, int]:
+def job_counters(job_metrics: dict[str, Any]) -> dict[str, int]:
     """The catalog's Beam counters of a Dataflow job, summed over steps, from its JobMetrics
     (``jobs.getMetrics``): user metrics of namespace ``names.COUNTER_NAMESPACE``, committed
     values only (Dataflow reports each counter twice, the second time with ``tentative``)."""

@@ -25,7 +25,8 @@ import decimal
 import functools
 import hashlib
 import typing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import fastjsonschema
@@ -46,14 +47,17 @@ _NUMERIC_LIMIT = decimal.Decimal("1e29")  # NUMERIC holds 29 digits before the p
 _ZERO = decimal.Decimal(0)
 
 
-def _compile_validators():
+Validator = Callable[[object], object]  # raises fastjsonschema.JsonSchemaValueException
+
+
+def _compile_validators() -> tuple[Validator, Validator, dict[str, Validator]]:
     """Validators compiled from the visit schema: the envelope, an event's common fields and,
     per event type, its details (the schema's if/then rules, applied by dispatch because
     fastjsonschema evaluates a failing ``if`` by raising, which is slow on the hot path)."""
     schema = contract.visit_schema()
     definitions = schema["definitions"]
 
-    def compiled(fragment: dict):
+    def compiled(fragment: dict[str, Any]) -> Validator:
         return fastjsonschema.compile({**fragment, "definitions": definitions})
 
     envelope = copy.deepcopy(schema)
@@ -78,17 +82,17 @@ holds_schema = jsonschema_rs.validator_for(contract.visit_schema()).is_valid
 class ParsedRecord:
     """What one input record became: rows per table name (``contract.TABLES``)."""
 
-    rows: dict[str, list[dict]]
+    rows: dict[str, list[dict[str, Any]]]
 
     @property
     def visit_loaded(self) -> bool:
         return bool(self.rows["visits"])
 
-    def dead_letters(self, level: str) -> list[dict]:
+    def dead_letters(self, level: str) -> list[dict[str, Any]]:
         return [row for row in self.rows["dead_letter"] if row["level"] == level]
 
 
-def _empty_rows() -> dict[str, list[dict]]:
+def _empty_rows() -> dict[str, list[dict[str, Any]]]:
     return {name: [] for name in contract.TABLES}
 
 
@@ -110,7 +114,7 @@ def dead_letter_row(
     visit_id: str | None = None,
     event_index: int | None = None,
     level: str | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """A ``dead_letter`` row. Level ``event`` when the event of a loaded visit is meant (or
     another level given for it, e.g. ``late``: a valid event that missed its window)."""
     text = _as_text(payload)
@@ -203,7 +207,9 @@ def decode(payload: bytes | str) -> object:
         raise ValueError(f"invalid JSON: {error}") from None
 
 
-def event_rows(visit: dict, visit_id: str, index: int, event: dict) -> Iterator[tuple[str, dict]]:
+def event_rows(
+    visit: dict[str, Any], visit_id: str, index: int, event: dict[str, Any]
+) -> Iterator[tuple[str, dict[str, Any]]]:
     """(table, row) for a valid, normalised event: one row, plus purchase_items for a purchase."""
     details = event["details"]
     common = {
@@ -258,7 +264,7 @@ def event_rows(visit: dict, visit_id: str, index: int, event: dict) -> Iterator[
         )
 
 
-def _product_line(details: dict) -> dict:
+def _product_line(details: dict[str, Any]) -> dict[str, Any]:
     return _priced_product(
         details["product_id"],
         details.get("product_name"),
@@ -271,7 +277,7 @@ def _product_line(details: dict) -> dict:
 @functools.lru_cache(maxsize=8192, typed=True)  # a shop sells few products, at few prices
 def _priced_product(
     product_id: str, name: str | None, category: str | None, price: float, quantity: int
-) -> dict:
+) -> dict[str, Any]:
     """The product columns of a cart_adds or purchase_items row (merged into it, never shared)."""
     number = _numeric(price)
     return {
@@ -286,23 +292,23 @@ def _priced_product(
 
 class NormalisedEvent(typing.NamedTuple):
     raw: object  # as received
-    event: dict | None  # unwrapped, timestamp as UTC ISO text; None when rejected
+    event: dict[str, Any] | None  # unwrapped, timestamp as UTC ISO text; None when rejected
     moment: datetime.datetime | None
     reason: str = ""  # why it was rejected
 
 
-def _reason(error: fastjsonschema.JsonSchemaException, subject: str) -> str:
+def _reason(error: fastjsonschema.JsonSchemaValueException, subject: str) -> str:
     """fastjsonschema's message ("data.x must be ...") about ``subject`` ("event.x must be")."""
     return subject + error.message.removeprefix("data")
 
 
-def _unwrap(raw: object) -> object:
+def _unwrap(raw: object) -> Any:
     """The schema's event_entry is bare or wrapped as {"event": {...}}; this is the event.
     Unwrapping before validation reports a bad wrapped event by its real fault."""
     return raw["event"] if isinstance(raw, dict) and len(raw) == 1 and "event" in raw else raw
 
 
-def _check_line_amounts(event: dict) -> None:
+def _check_line_amounts(event: dict[str, Any]) -> None:
     """Raises ValueError when a price x quantity does not fit BigQuery NUMERIC."""
     kind = event["event_type"]
     if kind == "add_item_to_cart":
@@ -312,15 +318,15 @@ def _check_line_amounts(event: dict) -> None:
             _product_line(line)
 
 
-def _event_fault(event: object) -> str:
+def _event_fault(event: Any) -> str:
     """Why an (unwrapped) event breaks the schema, or "" when it does not."""
     try:
         _validate_event(event)
-    except fastjsonschema.JsonSchemaException as error:
+    except fastjsonschema.JsonSchemaValueException as error:
         return _reason(error, "event")
     try:
         _validate_details[event["event_type"]](event["details"])
-    except fastjsonschema.JsonSchemaException as error:
+    except fastjsonschema.JsonSchemaValueException as error:
         return _reason(error, "event.details")
     return ""
 
@@ -350,7 +356,7 @@ class InvalidVisit(ValueError):
     """A record that cannot be a visit; the message is the reason kept in the dead letter."""
 
 
-def read_visit(payload: bytes | str) -> tuple[dict, bool]:
+def read_visit(payload: bytes | str) -> tuple[dict[str, Any], bool]:
     """Decode one record and check it against the visit schema: (the visit, whether its events
     hold the schema too; if not, each is checked alone by ``normalise_event``). Raises
     InvalidVisit when the record is not a visit."""
@@ -361,12 +367,12 @@ def read_visit(payload: bytes | str) -> tuple[dict, bool]:
         return visit, True
     try:
         _validate_envelope(visit)
-    except fastjsonschema.JsonSchemaException as error:
+    except fastjsonschema.JsonSchemaValueException as error:
         raise InvalidVisit(_reason(error, "visit")) from None
     return visit, False
 
 
-def visit_key(visit: dict, events: list[NormalisedEvent]) -> str:
+def visit_key(visit: dict[str, Any], events: list[NormalisedEvent]) -> str:
     """The visit's deterministic id: a hash of the visit with its events normalised, so both
     input shapes of one visit, and any key order, give the same id."""
     return _hash(
@@ -374,19 +380,21 @@ def visit_key(visit: dict, events: list[NormalisedEvent]) -> str:
     )
 
 
-def visit_row(visit: dict, visit_id: str, events: list[NormalisedEvent]) -> dict:
+def visit_row(
+    visit: dict[str, Any], visit_id: str, events: list[NormalisedEvent]
+) -> dict[str, Any]:
     """The ``visits`` row: the visit's attributes and what became of its events."""
-    valid = [e for e in events if e.event is not None]
-    kinds = [e.event["event_type"] for e in valid]
+    valid = [(e.event, e.moment) for e in events if e.event is not None and e.moment is not None]
+    kinds = [event["event_type"] for event, _ in valid]
     counts = {kind: kinds.count(kind) for kind in EVENT_TABLES}
     amount = _ZERO
     if counts["purchase"]:
-        for kind, normalised in zip(kinds, valid, strict=True):
+        for kind, (event, _) in zip(kinds, valid, strict=True):
             if kind == "purchase":
-                amount = _NUMERIC.add(amount, _numeric(normalised.event["details"]["amount"]))
-    moments = [e.moment for e in valid]
-    first = valid[moments.index(min(moments))] if valid else None
-    last = valid[moments.index(max(moments))] if valid else None
+                amount = _NUMERIC.add(amount, _numeric(event["details"]["amount"]))
+    moments = [moment for _, moment in valid]
+    first = valid[moments.index(min(moments))][0] if valid else None
+    last = valid[moments.index(max(moments))][0] if valid else None
     latitude, longitude = _coordinates(visit.get("geolocation"))
     return {
         "visit_id": visit_id,
@@ -397,8 +405,8 @@ def visit_row(visit: dict, visit_id: str, events: list[NormalisedEvent]) -> dict
         "geolocation": visit.get("geolocation"),
         "latitude": latitude,
         "longitude": longitude,
-        "visit_start": first.event["timestamp"] if first else None,
-        "visit_end": last.event["timestamp"] if last else None,
+        "visit_start": first["timestamp"] if first else None,
+        "visit_end": last["timestamp"] if last else None,
         "event_count": len(events),
         "page_view_count": counts["page_view"],
         "cart_add_count": counts["add_item_to_cart"],

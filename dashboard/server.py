@@ -25,11 +25,15 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from plotly.utils import PlotlyJSONEncoder
 
 from clickstream.core import contract, incidents
+
+if TYPE_CHECKING:
+    from google.cloud import bigquery
 from clickstream.dashboard.charts import (
     TOP_ITEMS,
     clicks_by_page_chart,
@@ -77,7 +81,7 @@ class BadRequest(ValueError):
 class Source:
     """Where the views live: a BigQuery client (emulator or cloud) and a dataset."""
 
-    bq: object  # google.cloud.bigquery.Client, imported lazily
+    bq: "bigquery.Client"  # imported lazily
     dataset: str
 
     @property
@@ -268,7 +272,7 @@ class DashboardServer(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
-        host, port = self.server_address[:2]
+        host, port = cast(tuple[str, int], self.server_address[:2])  # an AF_INET socket's
         return f"http://{host}:{port}/"
 
 

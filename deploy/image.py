@@ -42,7 +42,11 @@ class Dockerfile:
 def read(path: Path = DOCKERFILE) -> Dockerfile:
     """Parse the Dockerfile's FROM, COPY (from the build context), ENV, WORKDIR and RUN lines of
     its final stage."""
-    bases, copies, runs, env, workdir = [], [], [], {}, "/"
+    bases: list[str] = []
+    copies: list[tuple[str, str]] = []
+    runs: list[str] = []
+    env: dict[str, str] = {}
+    workdir = "/"
     for line in path.read_text().splitlines():
         words = shlex.split(line, comments=True)
         if not words:
@@ -55,7 +59,7 @@ def read(path: Path = DOCKERFILE) -> Dockerfile:
             *sources, destination = arguments
             copies += [(source, _destination(source, destination, workdir)) for source in sources]
         elif instruction == "ENV":
-            env.update(argument.split("=", 1) for argument in arguments)
+            env.update(dict(argument.split("=", 1) for argument in arguments))
         elif instruction == "WORKDIR":
             workdir = arguments[0]
         elif instruction == "RUN":

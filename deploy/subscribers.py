@@ -227,7 +227,7 @@ def runtime_requirements(roots: Iterable[str] = RUNTIME_ROOTS) -> list[str]:
     """Exact pins (``name==version``, from this environment, installed from the lock) of
     ``roots`` and everything they need on Linux with this Python, extras included."""
     pins: dict[str, str] = {}
-    pending = [(root, frozenset()) for root in roots]
+    pending: list[tuple[str, frozenset[str]]] = [(root, frozenset()) for root in roots]
     seen: set[tuple[str, frozenset]] = set()
     while pending:
         name, extras = pending.pop()

@@ -5,6 +5,7 @@ none), kept in the shared project where the other fakes check permissions."""
 
 import json
 import re
+from collections.abc import Callable
 
 from google.iam.v1 import policy_pb2
 from google.protobuf import json_format
@@ -34,7 +35,7 @@ class FakeBigQuery:
         self.project = project
         self.kept: dict[str, dict] = {}  # projects/P/datasets/D/tables/T -> dropped fields
         # called with (project, dataset, table, columns) for each new table: Dataplex lists it
-        self.on_table = None
+        self.on_table: Callable[[str, str, str, list[str]], None] | None = None
         self.front = http_front.HttpFront(
             emulator,
             [

@@ -11,6 +11,7 @@ import itertools
 import re
 
 import grpc
+import proto
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import dataplex_v1
 from google.cloud.dataplex_v1.services.catalog_service.transports import CatalogServiceGrpcTransport
@@ -96,7 +97,7 @@ class FakeDataplex:
 
     def __init__(self, project=None):
         """``project`` (``clickstream.fakes.project.FakeProject``): the API must be enabled."""
-        self.resources: dict[str, object] = {}  # lakes, zones, assets, aspect types by name
+        self.resources: dict[str, proto.Message] = {}  # lakes, zones, assets, aspect types by name
         self.iam = FakePolicies(lambda name: name in self.resources)
         self.policies = self.iam.policies
         self.entries: dict[str, dataplex_v1.Entry] = {}

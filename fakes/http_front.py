@@ -21,7 +21,7 @@ HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length",
 class Request:
     """A request to the front: its method, path (without the query), query, headers, body."""
 
-    def __init__(self, method: str, target: str, headers, body: bytes, match: re.Match | None):
+    def __init__(self, method: str, target: str, headers, body: bytes, match: re.Match[str]):
         self.method, self.headers, self.body, self.match = method, headers, body, match
         split = urlsplit(target)
         self.path, self.query, self.target = split.path, split.query, target

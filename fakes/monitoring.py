@@ -28,6 +28,7 @@ import uuid
 from concurrent import futures
 
 import grpc
+import proto
 from google.api import metric_pb2
 from google.cloud import monitoring_dashboard_v1 as dashboards
 from google.cloud import monitoring_v3 as monitoring
@@ -280,7 +281,8 @@ class FakeGoogle:
 
     def _handlers(self):
         metrics, channels = logging_metrics, monitoring
-        services = {
+        # Per service, per method: the request's class and the response's (None: Empty).
+        services: dict[str, dict[str, tuple[type[proto.Message], type[proto.Message] | None]]] = {
             "google.logging.v2.MetricsServiceV2": {
                 "ListLogMetrics": (metrics.ListLogMetricsRequest, metrics.ListLogMetricsResponse),
                 "GetLogMetric": (metrics.GetLogMetricRequest, metrics.LogMetric),
@@ -460,7 +462,7 @@ class FakeGoogle:
         self._check_channel(channel)
         channel.name = f"{request.name}/notificationChannels/{next(self.ids)}"
         if "enabled" not in channel:
-            channel.enabled = True
+            channel.enabled = True  # type: ignore[assignment]  # proto-plus wraps it in a BoolValue
         self.channels[channel.name] = channel
         return channel
 
@@ -658,8 +660,9 @@ class FakeGoogle:
         policy.name = f"{request.name}/alertPolicies/{next(self.ids)}"
         self._name_conditions(policy)
         if "enabled" not in policy:
-            policy.enabled = True
-        policy.creation_record = policy.mutation_record = {"mutate_time": _now()}
+            policy.enabled = True  # type: ignore[assignment]  # proto-plus wraps it in a BoolValue
+        record = {"mutate_time": _now()}  # proto-plus makes a MutationRecord of it
+        policy.creation_record = policy.mutation_record = record  # type: ignore[assignment]
         self.policies[policy.name] = policy
         return policy
 

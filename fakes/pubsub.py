@@ -79,7 +79,8 @@ def _ttl_seconds(subscription: types.Subscription) -> float | None:
     """The subscription's ttl in seconds; None when it never expires."""
     if "expiration_policy" not in subscription or "ttl" not in subscription.expiration_policy:
         return None
-    return subscription.expiration_policy.ttl.total_seconds()
+    # proto-plus gives a Duration field as a timedelta; the generated types say Duration.
+    return subscription.expiration_policy.ttl.total_seconds()  # type: ignore[attr-defined]
 
 
 class FakePubSub:
@@ -157,8 +158,8 @@ class FakePubSub:
         """Deliver one push of subscription ``name``: the status Cloud Run would answer."""
         endpoint, identity = self._push.get(name, ("", ""))
         service = self.service_of(endpoint)
-        target = self.project.run_services.get(service or "") if self.project else None
-        if target is None:
+        target = self.project.run_services.get(service) if self.project and service else None
+        if self.project is None or service is None or target is None:
             return 404  # nothing serves there (yet): Pub/Sub redelivers
         if identity and not self.project.allows(
             f"serviceAccount:{identity}", "run.routes.invoke", service
@@ -287,9 +288,14 @@ class FakePubSub:
         return answer
 
     def _forward(self, method: str, raw: bytes, metadata=None) -> bytes:
-        return self._upstream.unary_unary(f"{_SUBSCRIBER}{method}")(raw, metadata=metadata)
+        return self._call(f"{_SUBSCRIBER}{method}")(raw, metadata=metadata)
 
-    def handle(self, method: str, raw: bytes, context) -> bytes:
+    def _call(self, method: str) -> "grpc.UnaryUnaryMultiCallable[bytes, bytes]":
+        """The emulator's ``method``, bytes in and out (the class is generic in grpc's stubs
+        alone, hence the quotes)."""
+        return self._upstream.unary_unary(method)
+
+    def handle(self, method: str, raw: bytes, context: grpc.ServicerContext) -> bytes:
         """A unary call: the rules, then the emulator's answer (its errors passed on)."""
         self.calls.append(method.rsplit("/", 1)[-1])
         try:
@@ -303,7 +309,7 @@ class FakePubSub:
             }.get(method)
             if own:
                 return own(raw)
-            answer = self._upstream.unary_unary(method)(raw, metadata=_metadata(context))
+            answer = self._call(method)(raw, metadata=_metadata(context))
             if method.endswith("/GetSubscription"):
                 return self._outward(answer)
             if method.endswith("/DeleteSubscription"):
@@ -314,7 +320,7 @@ class FakePubSub:
         except rules.Fault as fault:
             context.abort(fault.code, fault.message)
         except grpc.RpcError as error:
-            context.abort(error.code(), error.details())
+            context.abort(error.code(), error.details() or "")
 
     def streaming_pull(self, requests, context):
         """StreamingPull, passed through; each request is activity on its subscription."""

@@ -86,7 +86,8 @@ class Operations:
     once), kept for ``GetOperation``."""
 
     def __init__(self, parent: str):
-        self.parent, self._ids, self._done = parent, itertools.count(1), {}
+        self.parent, self._ids = parent, itertools.count(1)
+        self._done: dict[str, operations_pb2.Operation] = {}
 
     def done(self, response=None) -> operations_pb2.Operation:
         """A finished operation whose result is ``response`` (a proto-plus message)."""

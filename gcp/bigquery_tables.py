@@ -68,7 +68,7 @@ def ensure_dataset(bq: bigquery.Client, dataset: str, location: str | None = Non
     bq.create_dataset(resource, exists_ok=True)
 
 
-def ensure_tables(project: str, dataset: str, location: str | None = None) -> list[str]:
+def ensure_tables(project: str | None, dataset: str, location: str | None = None) -> list[str]:
     """Create the dataset and every table of ``metadata/`` that is missing; returns table ids."""
     bq = client(project)
     ensure_dataset(bq, dataset, location)
@@ -86,4 +86,5 @@ def create_table(bq: bigquery.Client, ref: bigquery.TableReference, schema_name:
 
 
 def row_count(bq: bigquery.Client, table: str) -> int:
-    return next(iter(bq.query(f"SELECT COUNT(*) FROM `{table}`").result()))[0]
+    count: int = next(iter(bq.query(f"SELECT COUNT(*) FROM `{table}`").result()))[0]
+    return count

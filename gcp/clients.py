@@ -11,6 +11,7 @@ Run), ``pubsub``, ``storage``, ``bigquery``, ``monitoring``, ``dataplex``, ``lin
 
 import json
 import os
+from typing import Any, TypeVar, cast
 
 import grpc
 from google.auth.credentials import AnonymousCredentials
@@ -20,7 +21,7 @@ ENDPOINTS_ENV = "CLICKSTREAM_ENDPOINTS"
 
 def endpoints() -> dict[str, str]:
     """The stand-ins named in the environment (none: Google Cloud)."""
-    return json.loads(os.environ.get(ENDPOINTS_ENV) or "{}")
+    return cast(dict[str, str], json.loads(os.environ.get(ENDPOINTS_ENV) or "{}"))
 
 
 def endpoint(service: str) -> str | None:
@@ -30,11 +31,17 @@ def endpoint(service: str) -> str | None:
 _CHANNELS: dict[str, grpc.Channel] = {}
 
 
-def gapic(cls, service: str):
+Client = TypeVar("Client")
+
+
+def gapic(cls: type[Client], service: str) -> Client:
     """A client of the GAPIC class ``cls`` for ``service``: on its stand-in when one is named."""
     address = endpoint(service)
     if address is None:
         return cls()
     channel = _CHANNELS.setdefault(address, grpc.insecure_channel(address))
-    transport = cls.get_transport_class("grpc")(channel=channel, credentials=AnonymousCredentials())
-    return cls(transport=transport)
+    gapic_class: Any = cls  # get_transport_class is on each GAPIC class's own metaclass
+    transport = gapic_class.get_transport_class("grpc")(
+        channel=channel, credentials=AnonymousCredentials()
+    )
+    return cast(Client, gapic_class(transport=transport))

@@ -18,11 +18,16 @@ adapter of its resource's service, by the shape of its name:
 import re
 import time
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from google.api_core import exceptions
+from google.api_core import iam as api_core_iam
 from google.iam.v1 import iam_policy_pb2, policy_pb2
 
 from clickstream.gcp import plan
+
+if TYPE_CHECKING:  # for the annotations; DatasetAccess._put imports it where it is used
+    from google.cloud import bigquery
 
 POLICY_ATTEMPTS = 5  # read-modify-write rounds when others change the policy meanwhile
 NEW_MEMBER_ATTEMPTS = 6  # a new service account can take a while to be usable in a policy
@@ -34,6 +39,18 @@ Bindings = dict[str, set[str]]  # role -> members
 def policy(name: str, bindings: dict[str, list[str]], after: tuple[str, ...] = ()) -> plan.Resource:
     """The declaration: on resource ``name``, ``bindings`` (role -> members) held."""
     return plan.Resource(KIND, name, {"bindings": bindings}, after=after)
+
+
+class PolicyClient(Protocol):
+    """A client with the ``google.iam.v1.IAMPolicy`` calls."""
+
+    def get_iam_policy(
+        self, *, request: iam_policy_pb2.GetIamPolicyRequest
+    ) -> policy_pb2.Policy: ...
+
+    def set_iam_policy(
+        self, *, request: iam_policy_pb2.SetIamPolicyRequest
+    ) -> policy_pb2.Policy: ...
 
 
 def _member_not_yet(error: Exception) -> bool:
@@ -49,18 +66,18 @@ class _Merged:
 
     new_member_delay = NEW_MEMBER_DELAY
 
-    def _fetch(self, name: str): ...
+    def _fetch(self, name: str) -> Any: ...
 
-    def _store(self, name: str, policy) -> None: ...
-
-    @staticmethod
-    def _bindings(policy) -> Bindings: ...
+    def _store(self, name: str, policy: Any) -> None: ...
 
     @staticmethod
-    def _put(policy, role: str, members: set[str]) -> None:
+    def _bindings(policy: Any) -> Bindings: ...  # type: ignore[empty-body]  # each service's
+
+    @staticmethod
+    def _put(policy: Any, role: str, members: set[str]) -> None:
         """Set the unconditional binding of ``role`` to ``members`` (none: no binding)."""
 
-    def read(self, resource: plan.Resource) -> dict | None:
+    def read(self, resource: plan.Resource) -> dict[str, Any] | None:
         try:
             held = self._bindings(self._fetch(resource.name))
         except exceptions.NotFound:
@@ -110,17 +127,19 @@ class _Merged:
     def create(self, resource: plan.Resource) -> None:
         self._change(resource, grant=True)
 
-    def update(self, resource: plan.Resource, current: dict, fields: tuple[str, ...]) -> None:
+    def update(
+        self, resource: plan.Resource, current: dict[str, Any], fields: tuple[str, ...]
+    ) -> None:
         self._change(resource, grant=True)
 
-    def delete(self, resource: plan.Resource, current: dict) -> None:
+    def delete(self, resource: plan.Resource, current: dict[str, Any]) -> None:
         self._change(resource, grant=False)
 
 
 class Policies(_Merged):
     """Through a client with the ``google.iam.v1.IAMPolicy`` calls."""
 
-    def __init__(self, client):
+    def __init__(self, client: PolicyClient) -> None:
         self.client = client
 
     def _fetch(self, name: str) -> policy_pb2.Policy:
@@ -155,21 +174,25 @@ class JsonPolicies(_Merged):
     """Through ``get(name)`` and ``set(name, policy)`` of ``google.api_core.iam.Policy``
     objects (version 3: bindings as a list)."""
 
-    def __init__(self, get: Callable, set_: Callable):
+    def __init__(
+        self,
+        get: Callable[[str], api_core_iam.Policy],
+        set_: Callable[[str, api_core_iam.Policy], object],
+    ) -> None:
         self.get, self.set = get, set_
 
-    def _fetch(self, name: str):
+    def _fetch(self, name: str) -> api_core_iam.Policy:
         return self.get(name)
 
-    def _store(self, name: str, policy) -> None:
+    def _store(self, name: str, policy: api_core_iam.Policy) -> None:
         self.set(name, policy)
 
     @staticmethod
-    def _bindings(policy) -> Bindings:
+    def _bindings(policy: api_core_iam.Policy) -> Bindings:
         return {b["role"]: set(b["members"]) for b in policy.bindings if not b.get("condition")}
 
     @staticmethod
-    def _put(policy, role: str, members: set[str]) -> None:
+    def _put(policy: api_core_iam.Policy, role: str, members: set[str]) -> None:
         kept = [b for b in policy.bindings if b["role"] != role or b.get("condition")]
         policy.bindings = kept + ([{"role": role, "members": set(members)}] if members else [])
 
@@ -186,18 +209,18 @@ class DatasetAccess(_Merged):
     """A BigQuery dataset's access entries (``projects/P/datasets/D``), through the BigQuery
     client: roles by email, written back with the dataset's etag."""
 
-    def __init__(self, client):
+    def __init__(self, client: "bigquery.Client") -> None:
         self.client = client
 
-    def _fetch(self, name: str):
+    def _fetch(self, name: str) -> "bigquery.Dataset":
         _, project, _, dataset = name.split("/")
         return self.client.get_dataset(f"{project}.{dataset}")
 
-    def _store(self, name: str, dataset) -> None:
+    def _store(self, name: str, dataset: "bigquery.Dataset") -> None:
         self.client.update_dataset(dataset, ["access_entries"])
 
     @staticmethod
-    def _bindings(dataset) -> Bindings:
+    def _bindings(dataset: "bigquery.Dataset") -> Bindings:
         held: Bindings = {}
         for entry in dataset.access_entries:
             if entry.entity_type in ("userByEmail", "groupByEmail"):
@@ -211,7 +234,7 @@ class DatasetAccess(_Merged):
         return held
 
     @staticmethod
-    def _put(dataset, role: str, members: set[str]) -> None:
+    def _put(dataset: "bigquery.Dataset", role: str, members: set[str]) -> None:
         from google.cloud import bigquery
 
         legacy = {v: k for k, v in _LEGACY_DATASET_ROLES.items()}
@@ -233,25 +256,27 @@ class DatasetAccess(_Merged):
 class Router:
     """The adapter of each IAM resource, chosen by the first pattern its name matches."""
 
-    def __init__(self, routes: Iterable[tuple[str, plan.Adapter]]):
+    def __init__(self, routes: Iterable[tuple[str, _Merged]]) -> None:
         self.routes = [(re.compile(pattern), adapter) for pattern, adapter in routes]
 
-    def _adapter(self, resource: plan.Resource) -> plan.Adapter:
+    def _adapter(self, resource: plan.Resource) -> _Merged:
         for pattern, adapter in self.routes:
             if pattern.fullmatch(resource.name):
                 return adapter
         raise plan.PlanError(f"no IAM adapter for {resource.name}")
 
-    def read(self, resource: plan.Resource) -> dict | None:
+    def read(self, resource: plan.Resource) -> dict[str, Any] | None:
         return self._adapter(resource).read(resource)
 
     def create(self, resource: plan.Resource) -> None:
         self._adapter(resource).create(resource)
 
-    def update(self, resource: plan.Resource, current: dict, fields: tuple[str, ...]) -> None:
+    def update(
+        self, resource: plan.Resource, current: dict[str, Any], fields: tuple[str, ...]
+    ) -> None:
         self._adapter(resource).update(resource, current, fields)
 
-    def delete(self, resource: plan.Resource, current: dict) -> None:
+    def delete(self, resource: plan.Resource, current: dict[str, Any]) -> None:
         self._adapter(resource).delete(resource, current)
 
     def extras(self, resource: plan.Resource) -> list[tuple[str, str]]:

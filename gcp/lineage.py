@@ -21,11 +21,16 @@ import logging
 import os
 import re
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from clickstream.core import contract, names, templates
 from clickstream.gcp import bigquery_tables, clients
+
+if TYPE_CHECKING:  # the ops extra's client library, imported when a call is made
+    import proto
+    from google.cloud import datacatalog_lineage_v1
 
 MAX_LINKS = 100  # source-target pairs per lineage event: the API refuses more
 MAX_ID = 200  # characters of a process, run or event id
@@ -77,7 +82,7 @@ class Call:
     """One call of the Data Lineage API: its method and its request in JSON form."""
 
     method: str  # CreateProcess, CreateRun or CreateLineageEvent
-    request: dict
+    request: dict[str, Any]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -205,7 +210,7 @@ def record_migration(
     succeeded: bool = True,
     attributes: Mapping[str, object] | None = None,
     origin: Mapping[str, str] | None = None,
-    client=None,
+    client: "datacatalog_lineage_v1.LineageClient | None" = None,
 ) -> list[Call]:
     """Record one batch migration run: from each of ``input_files`` (gs:// URLs) to each of
     ``tables`` (``project.dataset.table``). A failed run is recorded without events. Files not in
@@ -239,7 +244,7 @@ def record_migration(
     return calls
 
 
-def record(calls: list[Call], client=None) -> None:
+def record(calls: list[Call], client: "datacatalog_lineage_v1.LineageClient | None" = None) -> None:
     """Append the calls to ``$CLICKSTREAM_LINEAGE_FILE`` when it is set, else make them with the
     Data Lineage API (``client``, or a ``LineageClient`` with Application Default Credentials).
     A call whose resource exists already (an earlier attempt) is skipped."""
@@ -255,7 +260,7 @@ def record(calls: list[Call], client=None) -> None:
     from google.cloud import datacatalog_lineage_v1 as lineage_v1
 
     client = client or clients.gapic(lineage_v1.LineageClient, "lineage")
-    methods = {
+    methods: dict[str, tuple[Callable[..., object], type[proto.Message]]] = {
         "CreateProcess": (client.create_process, lineage_v1.CreateProcessRequest),
         "CreateRun": (client.create_run, lineage_v1.CreateRunRequest),
         "CreateLineageEvent": (client.create_lineage_event, lineage_v1.CreateLineageEventRequest),

@@ -27,7 +27,10 @@ planning again shows every resource unchanged and applying twice changes nothing
 import dataclasses
 import json
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:  # the messages of the Google client libraries
+    import proto
 
 from google.api_core import exceptions
 
@@ -75,17 +78,17 @@ class Adapter(Protocol):
     """The API of one kind of resource: the real client library, talking to Google Cloud (or
     to a fake service in tests)."""
 
-    def read(self, resource: Resource) -> dict | None:
+    def read(self, resource: Resource) -> dict[str, Any] | None:
         """The resource as it exists, in the same JSON form; None when it does not."""
 
-    def create(self, resource: Resource) -> dict | None:
+    def create(self, resource: Resource) -> dict[str, Any] | None:
         """Create it; returns it as created (in the same JSON form), which resources that refer
         to it need (None when nothing does)."""
 
-    def update(self, resource: Resource, current: dict, fields: tuple[str, ...]) -> None:
+    def update(self, resource: Resource, current: dict[str, Any], fields: tuple[str, ...]) -> None:
         """Change ``fields`` (dotted paths) to their declared values, nothing else."""
 
-    def delete(self, resource: Resource, current: dict) -> None: ...
+    def delete(self, resource: Resource, current: dict[str, Any]) -> None: ...
 
 
 class Validating(Adapter, Protocol):
@@ -100,13 +103,14 @@ class Change:
     action: str  # CREATE, UPDATE, REPLACE or UNCHANGED
     resource: Resource
     fields: tuple[str, ...] = ()  # what differs (update, replace)
-    current: dict | None = None  # what exists (update, replace, unchanged)
+    current: dict[str, Any] | None = None  # what exists (update, replace, unchanged)
     because: str = ""  # replace: the label of the replaced resource it needs, if that is why
 
 
-def fields_of(message) -> dict:
+def fields_of(message: "proto.Message") -> dict[str, Any]:
     """A proto-plus message in the JSON form declarations use (enums by name)."""
-    return type(message).to_dict(message, use_integers_for_enums=False)
+    fields: dict[str, Any] = type(message).to_dict(message, use_integers_for_enums=False)
+    return fields
 
 
 def differences(declared: Any, current: Any, path: str = "") -> list[str]:
@@ -141,7 +145,7 @@ def _same(declared: Any, current: Any) -> bool:
             and len(declared) == len(current)
             and all(_same(d, c) for d, c in zip(declared, current, strict=True))
         )
-    return declared == current
+    return bool(declared == current)
 
 
 def _immutable(resource: Resource, fields: Iterable[str]) -> bool:
@@ -152,7 +156,7 @@ def _immutable(resource: Resource, fields: Iterable[str]) -> bool:
     )
 
 
-def _resolved(value: Any, known: Mapping[tuple[str, str], dict]) -> Any:
+def _resolved(value: Any, known: Mapping[tuple[str, str], dict[str, Any]]) -> Any:
     """``value`` with each Reference to a resource in ``known`` replaced by its field there."""
     if isinstance(value, Reference):
         found = known.get((value.kind, value.name))
@@ -191,7 +195,7 @@ def plan(resources: Iterable[Resource], adapters: Mapping[str, Adapter]) -> list
     _check_order(resources)
     changes: list[Change] = []
     replaced: set[str] = set()
-    known: dict[tuple[str, str], dict] = {}
+    known: dict[tuple[str, str], dict[str, Any]] = {}
     for declared in resources:
         resource = dataclasses.replace(declared, fields=_resolved(declared.fields, known))
         current = _read(adapters[resource.kind], resource)
@@ -215,7 +219,7 @@ def plan(resources: Iterable[Resource], adapters: Mapping[str, Adapter]) -> list
     return changes
 
 
-def _read(adapter: Adapter, resource: Resource) -> dict | None:
+def _read(adapter: Adapter, resource: Resource) -> dict[str, Any] | None:
     """The resource as it exists; None also when its API is not enabled in the project yet (on
     a new project nothing of that API can exist; apply enables it before it creates this)."""
     try:
@@ -257,8 +261,8 @@ def render(changes: list[Change], limit: int | None = 160) -> str:
         for field in shown:
             frozen = change.action == REPLACE and _immutable(change.resource, [field])
             why = " (cannot change in place)" if frozen else ""
-            shown = short(value(change.resource.fields, field), limit)
-            lines.append(f"      {field}: {shown}{why}")
+            text = short(value(change.resource.fields, field), limit)
+            lines.append(f"      {field}: {text}{why}")
     counts = {action: sum(c.action == action for c in changes) for action in SYMBOLS}
     lines.append(
         f"Plan: {counts[CREATE]} to create, {counts[UPDATE]} to update, "
@@ -272,7 +276,7 @@ def performed(change: Change) -> str:
     return f"done: {SYMBOLS[change.action]} {change.action} {change.resource.label}"
 
 
-def _leaves(fields: Mapping[str, Any] | list, path: str = "") -> Iterable[str]:
+def _leaves(fields: Mapping[str, Any] | list[Any], path: str = "") -> Iterable[str]:
     """The dotted paths of the values in ``fields``, into objects and lists of objects."""
     items = fields.items() if isinstance(fields, Mapping) else enumerate(fields)
     for key, value in items:
@@ -327,7 +331,7 @@ def apply(
         if change.action == REPLACE:
             adapters[change.resource.kind].delete(change.resource, change.current or {})
     done = []
-    known: dict[tuple[str, str], dict] = {}
+    known: dict[tuple[str, str], dict[str, Any]] = {}
     for change in changes:
         resource = dataclasses.replace(
             change.resource, fields=_resolved(change.resource.fields, known)

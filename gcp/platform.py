@@ -10,6 +10,8 @@ names the Google service agents.
   of Docker images, which cannot change format.
 """
 
+from typing import Any
+
 from google.api_core import exceptions
 from google.cloud import artifactregistry_v1, iam_admin_v1, resourcemanager_v3, service_usage_v1
 
@@ -50,20 +52,22 @@ class Services:
     def __init__(self, client: service_usage_v1.ServiceUsageClient):
         self.client = client
 
-    def read(self, resource: plan.Resource) -> dict | None:
+    def read(self, resource: plan.Resource) -> dict[str, Any] | None:
         found = self.client.get_service(request={"name": resource.name})
         if found.state != service_usage_v1.State.ENABLED:
             return None
         return {"state": "ENABLED"}
 
-    def create(self, resource: plan.Resource) -> dict:
+    def create(self, resource: plan.Resource) -> dict[str, Any]:
         self.client.enable_service(request={"name": resource.name}).result(OPERATION_SECONDS)
         return {"state": "ENABLED"}
 
-    def update(self, resource: plan.Resource, current: dict, fields: tuple[str, ...]) -> None:
+    def update(
+        self, resource: plan.Resource, current: dict[str, Any], fields: tuple[str, ...]
+    ) -> None:
         self.create(resource)
 
-    def delete(self, resource: plan.Resource, current: dict) -> None:
+    def delete(self, resource: plan.Resource, current: dict[str, Any]) -> None:
         self.client.disable_service(request={"name": resource.name}).result(OPERATION_SECONDS)
 
 
@@ -73,14 +77,14 @@ class Accounts:
     def __init__(self, client: iam_admin_v1.IAMClient):
         self.client = client
 
-    def read(self, resource: plan.Resource) -> dict | None:
+    def read(self, resource: plan.Resource) -> dict[str, Any] | None:
         try:
             found = self.client.get_service_account(request={"name": resource.name})
         except exceptions.NotFound:
             return None
         return {"display_name": found.display_name, "description": found.description}
 
-    def create(self, resource: plan.Resource) -> dict:
+    def create(self, resource: plan.Resource) -> dict[str, Any]:
         parent, _, email = resource.name.partition("/serviceAccounts/")
         self.client.create_service_account(
             request={
@@ -91,7 +95,9 @@ class Accounts:
         )
         return dict(resource.fields)
 
-    def update(self, resource: plan.Resource, current: dict, fields: tuple[str, ...]) -> None:
+    def update(
+        self, resource: plan.Resource, current: dict[str, Any], fields: tuple[str, ...]
+    ) -> None:
         self.client.patch_service_account(
             request={
                 "service_account": {"name": resource.name, **resource.fields},
@@ -99,7 +105,7 @@ class Accounts:
             }
         )
 
-    def delete(self, resource: plan.Resource, current: dict) -> None:
+    def delete(self, resource: plan.Resource, current: dict[str, Any]) -> None:
         self.client.delete_service_account(request={"name": resource.name})
 
 
@@ -109,7 +115,7 @@ class Repositories:
     def __init__(self, client: artifactregistry_v1.ArtifactRegistryClient):
         self.client = client
 
-    def read(self, resource: plan.Resource) -> dict | None:
+    def read(self, resource: plan.Resource) -> dict[str, Any] | None:
         try:
             return plan.fields_of(self.client.get_repository(request={"name": resource.name}))
         except exceptions.NotFound:
@@ -121,10 +127,12 @@ class Repositories:
         request = {"parent": parent, "repository_id": repository_id, "repository": body}
         self.client.create_repository(request=request).result(OPERATION_SECONDS)
 
-    def update(self, resource: plan.Resource, current: dict, fields: tuple[str, ...]) -> None:
+    def update(
+        self, resource: plan.Resource, current: dict[str, Any], fields: tuple[str, ...]
+    ) -> None:
         body = artifactregistry_v1.Repository({**resource.fields, "name": resource.name})
         mask = {"paths": plan.top_level(fields)}
         self.client.update_repository(request={"repository": body, "update_mask": mask})
 
-    def delete(self, resource: plan.Resource, current: dict) -> None:
+    def delete(self, resource: plan.Resource, current: dict[str, Any]) -> None:
         self.client.delete_repository(request={"name": resource.name}).result(OPERATION_SECONDS)

@@ -36,6 +36,7 @@ import dataclasses
 import json
 import logging
 from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 from google.api_core import exceptions
 from google.cloud import pubsub_v1
@@ -48,7 +49,8 @@ MAX_DELIVERY_ATTEMPTS = 10  # then the message goes to the dead-letter topic
 MIN_RETRY_DELAY_SECONDS = 10  # redelivery backoff after a nack or a failed push (Google Cloud)
 MAX_RETRY_DELAY_SECONDS = 600
 RETENTION_DAYS = 7  # acked messages too: seeking back a few days replays them
-NEVER_EXPIRES: dict = {}  # an expiration policy without ttl (none at all: 31 days idle, deleted)
+# An expiration policy without ttl (none at all: 31 days idle, deleted).
+NEVER_EXPIRES: dict[str, Any] = {}
 # The publisher's batching and flow control: bounded memory when Pub/Sub is slower than us.
 BATCH = {"max_messages": 1000, "max_bytes": 4_000_000, "max_latency": 0.05}
 FLOW_CONTROL = {"message_limit": 20_000, "byte_limit": 64_000_000}
@@ -108,7 +110,7 @@ def _topic(path: str) -> plan.Resource:
 def _subscription(project: str, declared: Subscription, cloud: bool) -> plan.Resource:
     policy = POLICIES[declared.consumer]
     topic = names.topic_path(project, declared.topic)
-    push: dict = {"push_endpoint": declared.push_endpoint or ""}
+    push: dict[str, Any] = {"push_endpoint": declared.push_endpoint or ""}
     if cloud and declared.push_endpoint and declared.push_identity:
         push["oidc_token"] = {
             "service_account_email": declared.push_identity,
@@ -182,19 +184,21 @@ class Topics:
     def __init__(self, publisher: pubsub_v1.PublisherClient):
         self.publisher = publisher
 
-    def read(self, resource: plan.Resource) -> dict | None:
+    def read(self, resource: plan.Resource) -> dict[str, Any] | None:
         try:
             return plan.fields_of(self.publisher.get_topic(topic=resource.name))
         except exceptions.NotFound:
             return None
 
-    def create(self, resource: plan.Resource) -> dict:
+    def create(self, resource: plan.Resource) -> dict[str, Any]:
         return plan.fields_of(self.publisher.create_topic(request={"name": resource.name}))
 
-    def update(self, resource: plan.Resource, current: dict, fields: tuple[str, ...]) -> None:
+    def update(
+        self, resource: plan.Resource, current: dict[str, Any], fields: tuple[str, ...]
+    ) -> None:
         raise plan.PlanError(f"{resource.label}: topics declare no field to update")
 
-    def delete(self, resource: plan.Resource, current: dict) -> None:
+    def delete(self, resource: plan.Resource, current: dict[str, Any]) -> None:
         self.publisher.delete_topic(topic=resource.name)
 
 
@@ -208,21 +212,23 @@ class Subscriptions:
     def _message(resource: plan.Resource) -> types.Subscription:
         return types.Subscription.from_json(json.dumps({"name": resource.name, **resource.fields}))
 
-    def read(self, resource: plan.Resource) -> dict | None:
+    def read(self, resource: plan.Resource) -> dict[str, Any] | None:
         try:
             return plan.fields_of(self.subscriber.get_subscription(subscription=resource.name))
         except exceptions.NotFound:
             return None
 
-    def create(self, resource: plan.Resource) -> dict:
+    def create(self, resource: plan.Resource) -> dict[str, Any]:
         return plan.fields_of(self.subscriber.create_subscription(request=self._message(resource)))
 
-    def update(self, resource: plan.Resource, current: dict, fields: tuple[str, ...]) -> None:
+    def update(
+        self, resource: plan.Resource, current: dict[str, Any], fields: tuple[str, ...]
+    ) -> None:
         mask = {"paths": plan.top_level(fields)}
         request = {"subscription": self._message(resource), "update_mask": mask}
         self.subscriber.update_subscription(request=request)
 
-    def delete(self, resource: plan.Resource, current: dict) -> None:
+    def delete(self, resource: plan.Resource, current: dict[str, Any]) -> None:
         self.subscriber.delete_subscription(subscription=resource.name)
 
 
@@ -257,14 +263,18 @@ def local_api() -> Iterator[dict[str, plan.Adapter]]:
         yield adapters(pubsub_v1.PublisherClient(), subscriber)
 
 
-def _plan_and_apply(declared: list[plan.Resource], api) -> list[plan.Change]:
+def _plan_and_apply(
+    declared: list[plan.Resource], api: Mapping[str, plan.Adapter]
+) -> list[plan.Change]:
     changes = plan.plan(declared, api)
     _refuse_replacement(changes)
     plan.apply(changes, api)
     return changes
 
 
-def converge(declared: list[plan.Resource], api=None) -> list[plan.Change]:
+def converge(
+    declared: list[plan.Resource], api: Mapping[str, plan.Adapter] | None = None
+) -> list[plan.Change]:
     """Plan and apply ``declared`` (the local stack's, without IAM) through ``api`` (default:
     ``local_api``), refusing a replacement (it would drop a subscription's messages); a
     resource created by someone else between plan and apply is planned again, once. Returns

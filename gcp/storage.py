@@ -3,6 +3,8 @@
 ``iamConfiguration``, ``lifecycle``); the location cannot change (a bucket elsewhere is another
 bucket: the plan says replace, which apply refuses for a bucket holding data)."""
 
+from typing import Any
+
 from google.cloud import storage
 
 from clickstream.gcp import plan
@@ -16,7 +18,7 @@ def bucket(
 ) -> plan.Resource:
     """A bucket in ``location`` (a region): uniform bucket-level access, public access prevented;
     objects under ``temporary_prefix`` deleted after ``keep_days``."""
-    fields: dict = {
+    fields: dict[str, Any] = {
         "location": location.upper(),
         "labels": dict(LABELS),
         "iamConfiguration": {
@@ -33,7 +35,7 @@ def bucket(
     return plan.Resource(BUCKET, name, fields, immutable=("location",))
 
 
-def _set(target: storage.Bucket, fields: dict) -> None:
+def _set(target: storage.Bucket, fields: dict[str, Any]) -> None:
     """The declared fields through the client's own properties."""
     if "labels" in fields:
         target.labels = dict(fields["labels"])
@@ -47,7 +49,7 @@ def _set(target: storage.Bucket, fields: dict) -> None:
         target.iam_configuration.public_access_prevention = access["publicAccessPrevention"]
 
 
-def _fields(found: storage.Bucket) -> dict:
+def _fields(found: storage.Bucket) -> dict[str, Any]:
     """A bucket in the declarations' form."""
     rules = [dict(rule) for rule in found.lifecycle_rules]
     return {
@@ -64,19 +66,21 @@ class Buckets:
     def __init__(self, client: storage.Client):
         self.client = client
 
-    def read(self, resource: plan.Resource) -> dict | None:
+    def read(self, resource: plan.Resource) -> dict[str, Any] | None:
         found = self.client.lookup_bucket(resource.name)
         return None if found is None else _fields(found)
 
-    def create(self, resource: plan.Resource) -> dict:
+    def create(self, resource: plan.Resource) -> dict[str, Any]:
         target = self.client.bucket(resource.name)
         _set(target, dict(resource.fields))
         return _fields(self.client.create_bucket(target, location=resource.fields["location"]))
 
-    def update(self, resource: plan.Resource, current: dict, fields: tuple[str, ...]) -> None:
+    def update(
+        self, resource: plan.Resource, current: dict[str, Any], fields: tuple[str, ...]
+    ) -> None:
         target = self.client.bucket(resource.name)
         _set(target, {key: resource.fields[key] for key in plan.top_level(fields)})
         target.patch()
 
-    def delete(self, resource: plan.Resource, current: dict) -> None:
+    def delete(self, resource: plan.Resource, current: dict[str, Any]) -> None:
         self.client.bucket(resource.name).delete()  # refused while it holds objects

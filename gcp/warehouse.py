@@ -26,6 +26,7 @@ import datetime
 import io
 import time
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import orjson
 import requests
@@ -62,7 +63,7 @@ def is_transient(error: BaseException) -> bool:
     return isinstance(error, TRANSIENT_ERRORS)
 
 
-def row_key(table: str, row: dict) -> str:
+def row_key(table: str, row: dict[str, Any]) -> str:
     """A row's primary key as text, e.g. ``'<visit_id>/3'`` for ``(visit_id, event_index)``."""
     return KEY_SEPARATOR.join(str(row[column]) for column in contract.primary_key(table))
 
@@ -75,7 +76,8 @@ def key_sql(table: str) -> str:
 
 
 def _partition_column(table: str) -> str | None:
-    return contract.table(table).get("timePartitioning", {}).get("field")
+    column: str | None = contract.table(table).get("timePartitioning", {}).get("field")
+    return column
 
 
 def _first_copies(table: str, source: str, keys: Iterable[str] | None = None) -> str:
@@ -112,7 +114,7 @@ def unique_view(table: str) -> contract.View:
 # --- append ----------------------------------------------------------------------------------
 
 
-def _insert_id(table: str, key: str, row: dict) -> str:
+def _insert_id(table: str, key: str, row: dict[str, Any]) -> str:
     """``<table>:<key>``, and ``/v<version>`` for a table with a version column: a later version
     of a row (a late pane's count) must not be taken for a repeat by BigQuery's dedup."""
     version = contract.version_column(table)
@@ -120,16 +122,18 @@ def _insert_id(table: str, key: str, row: dict) -> str:
     return f"{table}:{key}{suffix}"
 
 
-def _requests(table: str, rows: Iterable[dict]) -> Iterable[list[tuple[str, dict]]]:
+def _requests(
+    table: str, rows: Iterable[dict[str, Any]]
+) -> Iterable[list[tuple[str, dict[str, Any]]]]:
     """(insert id, row) pairs, one per key (its highest version), in groups that fit one
     insert request."""
     version = contract.version_column(table)
-    unique: dict[str, dict] = {}
+    unique: dict[str, dict[str, Any]] = {}
     for row in rows:
         key = row_key(table, row)
         if key not in unique or (version and row[version] > unique[key][version]):
             unique[key] = row
-    group: list[tuple[str, dict]] = []
+    group: list[tuple[str, dict[str, Any]]] = []
     size = 0
     for key, row in unique.items():
         row_size = len(orjson.dumps(row)) + len(key) + 64  # the row id and JSON framing
@@ -185,13 +189,13 @@ class Warehouse:
 
     def write(self, records: Iterable[ParsedRecord]) -> WriteResult:
         """Append the rows of parsed records (every table of ``metadata.TABLES``)."""
-        rows: dict[str, list[dict]] = {table: [] for table in contract.TABLES}
+        rows: dict[str, list[dict[str, Any]]] = {table: [] for table in contract.TABLES}
         for record in records:
             for table, table_rows in record.rows.items():
                 rows[table] += table_rows
         return self.append(rows)
 
-    def append(self, rows: Mapping[str, Iterable[dict]]) -> WriteResult:
+    def append(self, rows: Mapping[str, Iterable[dict[str, Any]]]) -> WriteResult:
         """Stream ``rows`` (per table definition) with insert ids made of their keys, the tables
         at the same time. Raises when BigQuery fails or the deadline passes; what was written
         by then stays, and writing the same rows again adds no row a reader sees."""
@@ -207,7 +211,7 @@ class Warehouse:
             future.result()  # raises the first failure
         return WriteResult({table: sum(map(len, groups)) for table, groups in batches.items()})
 
-    def _insert(self, table: str, group: list[tuple[str, dict]], deadline: float) -> None:
+    def _insert(self, table: str, group: list[tuple[str, dict[str, Any]]], deadline: float) -> None:
         left = deadline - time.monotonic()
         if left <= 0:
             raise TimeoutError(f"BigQuery write did not finish within {self.deadline:g} s")
@@ -268,7 +272,7 @@ def create_staging(bq: bigquery.Client, ref: bigquery.TableReference, table: str
 
 
 def load(
-    bq: bigquery.Client, staging: bigquery.TableReference, table: str, rows: list[dict]
+    bq: bigquery.Client, staging: bigquery.TableReference, table: str, rows: list[dict[str, Any]]
 ) -> Staged:
     """Append ``rows`` to the staging table with one load job; what they hold. The rows go up
     as newline-delimited JSON in a resumable upload (no size given): the BigQuery emulator
@@ -382,12 +386,14 @@ def compaction_statement(table_id: str, table: str, day: str | None) -> str:
     )
 
 
-def compact(bq: bigquery.Client, table_id: str, table: str, before: datetime.date) -> dict:
+def compact(
+    bq: bigquery.Client, table_id: str, table: str, before: datetime.date
+) -> dict[str | None, int | str]:
     """Remove the extra copies of keys from the days of ``table_id`` before ``before`` (rows
     streamed in the last half hour cannot change, so today's partition waits): {day: rows
     removed}. A day that fails (streaming buffer, concurrent DML) is left for the next run and
     reported as its error text."""
-    done: dict = {}
+    done: dict[str | None, int | str] = {}
     for day in duplicated_partitions(bq, table_id, table):
         if day is not None and datetime.date.fromisoformat(day) >= before:
             continue

@@ -9,6 +9,8 @@ form (``bigquery.v2`` ``Dataset`` and ``Table``).
 - ``view``: the view's SQL and description, updated in place.
 """
 
+from typing import Any
+
 from google.api_core import exceptions
 from google.cloud import bigquery
 
@@ -56,7 +58,7 @@ class Datasets:
     def __init__(self, client: bigquery.Client):
         self.client = client
 
-    def read(self, resource: plan.Resource) -> dict | None:
+    def read(self, resource: plan.Resource) -> dict[str, Any] | None:
         try:
             found = self.client.get_dataset(resource.name)
         except exceptions.NotFound:
@@ -72,13 +74,15 @@ class Datasets:
         dataset.labels = dict(resource.fields["labels"])
         self.client.create_dataset(dataset)
 
-    def update(self, resource: plan.Resource, current: dict, fields: tuple[str, ...]) -> None:
+    def update(
+        self, resource: plan.Resource, current: dict[str, Any], fields: tuple[str, ...]
+    ) -> None:
         dataset = self.client.get_dataset(resource.name)
         dataset.description = resource.fields["description"]
         dataset.labels = dict(resource.fields["labels"])
         self.client.update_dataset(dataset, ["description", "labels"])
 
-    def delete(self, resource: plan.Resource, current: dict) -> None:
+    def delete(self, resource: plan.Resource, current: dict[str, Any]) -> None:
         self.client.delete_dataset(resource.name)  # refused while it holds tables
 
 
@@ -88,7 +92,7 @@ class Tables:
     def __init__(self, client: bigquery.Client):
         self.client = client
 
-    def read(self, resource: plan.Resource) -> dict | None:
+    def read(self, resource: plan.Resource) -> dict[str, Any] | None:
         try:
             return self.client.get_table(resource.name).to_api_repr()
         except exceptions.NotFound:
@@ -102,7 +106,9 @@ class Tables:
     def create(self, resource: plan.Resource) -> None:
         self.client.create_table(self._table(resource))
 
-    def update(self, resource: plan.Resource, current: dict, fields: tuple[str, ...]) -> None:
+    def update(
+        self, resource: plan.Resource, current: dict[str, Any], fields: tuple[str, ...]
+    ) -> None:
         table = self._table(resource)
         names = {
             "description": "description",
@@ -112,5 +118,5 @@ class Tables:
         }
         self.client.update_table(table, sorted({names[f] for f in plan.top_level(fields)}))
 
-    def delete(self, resource: plan.Resource, current: dict) -> None:
+    def delete(self, resource: plan.Resource, current: dict[str, Any]) -> None:
         self.client.delete_table(resource.name)

@@ -126,7 +126,12 @@ def example_lineage(example: mesh.Mesh = EXAMPLE) -> lineage_graph.Run:
     ]
     tables = lineage.migration_tables(example.project, example.dataset)
     process = lineage.migration_process(example.project, example.dataset_location, None)
-    links = [(lineage.storage_fqn(f), lineage.bigquery_fqn(t)) for t in tables for f in files]
+    links = [
+        (source, lineage.bigquery_fqn(t))
+        for t in tables
+        for f in files
+        if (source := lineage.storage_fqn(f))  # all of them: the files are in gs://
+    ]
     end = started + datetime.timedelta(minutes=2)
     calls = lineage.run_calls(process, "migration-20240901T060000000000Z", links, started, end)
     return lineage_graph.runs_from_calls(calls)[0]

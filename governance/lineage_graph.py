@@ -19,7 +19,7 @@ class Run:
     @property
     def links(self) -> list[tuple[str, str]]:
         """(source, target) fully qualified names, in event order, without repeats."""
-        found = {}
+        found: dict[tuple[str, str], None] = {}
         for event in self.events:
             for link in event.get("links", []):
                 pair = (link["source"]["fullyQualifiedName"], link["target"]["fullyQualifiedName"])

@@ -16,7 +16,8 @@ services on loopback (``clickstream monitoring plan --endpoint``, hidden from ``
 
 import dataclasses
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar, cast
 
 import grpc
 import proto
@@ -29,6 +30,8 @@ from google.cloud.logging_v2.types import LogMetric
 from clickstream.core import names
 from clickstream.gcp import plan
 from clickstream.monitoring import alerting
+
+Message = TypeVar("Message", bound=proto.Message)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,8 +79,8 @@ class Clients:
             self.channel.close()
 
 
-def _message(cls: type[proto.Message], fields: dict) -> proto.Message:
-    return cls.from_json(json.dumps(fields))
+def _message(cls: type[Message], fields: Mapping[str, Any]) -> Message:
+    return cast(Message, cls.from_json(json.dumps(fields)))  # proto-plus says proto.Message
 
 
 class LogMetrics:

@@ -156,14 +156,19 @@ class _Run:
     def until(self, check: Callable[[], bool], process) -> bool:
         return drill._wait(check, self.settings.timeout, process)
 
+    @property
+    def _watching(self) -> evaluator.Evaluator:
+        assert self.watcher is not None, "after evaluate()"
+        return self.watcher
+
     def opened(self) -> bool:
-        return bool(self.watcher.open)
+        return bool(self._watching.open)
 
     def closed(self) -> bool:
-        return bool(self.watcher.history) and not self.watcher.open
+        return bool(self._watching.history) and not self._watching.open
 
     def report(self) -> Report:
-        return Report(self.watcher.latest, self.watcher.notifications)
+        return Report(self._watching.latest, self._watching.notifications)
 
 
 def backlog(settings: Drill, say: Callable[[str], None] = print) -> Report:

@@ -20,6 +20,7 @@ Composer's web server expects; ``none``: no Authorization header, the local Airf
 import functools
 import logging
 import os
+from typing import Any
 
 import functions_framework
 import requests
@@ -53,7 +54,7 @@ def _session(auth: str) -> requests.Session:
 
 def dag_run_request(file: landing.LandedFile, api: str) -> dict:
     """The body of ``POST /api/{api}/dags/{dag_id}/dagRuns`` for ``file``."""
-    body = {"dag_run_id": file.run_id, "conf": file.conf()}
+    body: dict[str, Any] = {"dag_run_id": file.run_id, "conf": file.conf()}
     if api == "v2":  # Airflow 3 requires the key; null: the run is not tied to a date
         body["logical_date"] = None
     elif api != "v1":
@@ -82,7 +83,7 @@ def start_run(file: landing.LandedFile) -> str:
     return STARTED
 
 
-@functions_framework.cloud_event
+@functions_framework.cloud_event  # type: ignore[arg-type]  # it drops the result, a str here
 def on_file_landed(cloud_event) -> str:
     """Start the DAG run of the object the event announces (see the module docstring)."""
     data = cloud_event.data or {}

@@ -34,7 +34,7 @@ def _hidden(modules: tuple[str, ...]):
     None in ``sys.modules`` stops an import (Python's import system); afterwards they import as
     usual."""
     hidden = [name for name in modules if name not in sys.modules]
-    sys.modules.update(dict.fromkeys(hidden))
+    sys.modules.update(dict.fromkeys(hidden))  # type: ignore[arg-type]  # typeshed: modules only
     try:
         yield
     finally:

@@ -5,6 +5,8 @@ import datetime
 import functools
 import logging
 import time
+from collections.abc import Sequence
+from typing import Any
 
 from google.api_core import exceptions
 from google.auth import exceptions as auth_exceptions
@@ -21,7 +23,7 @@ class MigrationError(RuntimeError):
 
 def build_report(counters: dict[str, int], tables: dict[str, int], seconds: float) -> dict:
     """The migration report; ``reconciled`` checks the invariants between the counts."""
-    report = {
+    report: dict[str, Any] = {
         "records_read": counters.get("records_read", 0),
         "visits_loaded": counters.get("visits_accepted", 0),
         "visits_rejected": counters.get("visits_rejected", 0),
@@ -53,7 +55,7 @@ def migrate(
     dataset: str,
     project: str | None = None,
     dead_letter_table: str | None = None,
-    beam_args: list[str] = (),
+    beam_args: Sequence[str] = (),
 ) -> dict:
     """Migrates JSON-lines visits into ``dataset`` and returns the report."""
     files = visit_lines.matching_files(input_path)

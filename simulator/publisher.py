@@ -117,7 +117,7 @@ def write_lines(plan: visits.Plan, path: Path, start: datetime.datetime | None =
     """Write the plan's messages to ``path`` as JSON lines at once (no waiting), with event
     timestamps as if they had been sent from ``start`` (default now) at the planned rate: input
     for the batch migration. The plan must end (``count`` or ``duration``)."""
-    if plan.total is None:
+    if plan.seconds is None:  # no total
         raise ValueError("writing to a file needs --count or --duration")
     report = Report(str(path), plan, seconds=plan.seconds)
     start = start or datetime.datetime.now(datetime.UTC)

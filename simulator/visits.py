@@ -157,7 +157,8 @@ class VisitGenerator:
         device = _pick(rng, DEVICES)
         events: list[tuple[float, dict]] = []  # (seconds since the previous event, event)
         cart: dict[Product, int] = {}
-        page, referrer = self._page(_pick(rng, LANDING)), _pick(rng, EXTERNAL_REFERRERS)
+        page: str | None = self._page(_pick(rng, LANDING))
+        referrer = _pick(rng, EXTERNAL_REFERRERS)
         while page is not None and len(events) < 10:
             events.append((_dwell(rng), _page_view(page, referrer)))
             product = _product_of(page)

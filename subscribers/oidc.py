@@ -8,6 +8,8 @@ checked with google-auth's ``id_token.verify_token`` (signature against the cert
 
 import threading
 import time
+from collections.abc import Mapping
+from typing import Any
 
 import google.auth.exceptions
 import google.auth.transport
@@ -65,7 +67,7 @@ class TokenVerifier:
         self.audience, self.service_account, self.certs_url = audience, service_account, certs_url
         self._transport = _CachedGet(CERTS_CACHE_SECONDS)
 
-    def verify(self, authorization: str | None) -> dict:
+    def verify(self, authorization: str | None) -> Mapping[str, Any]:
         """The token's claims. Raises Unauthenticated, Forbidden or CertificatesUnavailable."""
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():

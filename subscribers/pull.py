@@ -31,6 +31,7 @@ import signal
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import orjson
 from google.cloud import pubsub_v1
@@ -99,7 +100,9 @@ class PullSubscriber:
         self._stopping = threading.Event()
         self._progress_at = self._started_at = time.monotonic()
         self._drain_failed = False
-        self._client = self._future = self._thread = None
+        self._client: Any = None  # a pubsub_v1.SubscriberClient once started
+        self._future: Any = None  # its streaming pull
+        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         self._started_at = time.monotonic()
@@ -120,6 +123,7 @@ class PullSubscriber:
         with self._lock:
             self._state = DRAINING
         self._stopping.set()
+        assert self._thread is not None, "stop() after start()"
         self._thread.join(timeout)
         self._writers.shutdown(wait=not self._thread.is_alive())  # the batches being written
         drained = not self._thread.is_alive() and not self._drain_failed

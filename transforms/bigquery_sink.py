@@ -22,6 +22,8 @@ import decimal
 import logging
 import time
 import uuid
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindow, GlobalWindows
@@ -35,7 +37,7 @@ ROWS_PER_LOAD = 50_000  # batch: rows of one table a worker holds before a load 
 ELEMENTS_PER_APPEND = 500  # streaming: elements (rows, or visits' records) per write, at most
 
 
-def _json_value(value):
+def _json_value(value: object) -> object:
     if isinstance(value, decimal.Decimal):
         return str(value)
     if isinstance(value, datetime.datetime | datetime.date):
@@ -43,7 +45,7 @@ def _json_value(value):
     return value
 
 
-def _json_row(row) -> dict:
+def _json_row(row: Any) -> dict[str, Any]:
     fields = row._asdict() if hasattr(row, "_asdict") else row
     return {name: _json_value(value) for name, value in fields.items()}
 
@@ -51,7 +53,7 @@ def _json_row(row) -> dict:
 class _Destinations:
     """Where each table definition's rows go, and the clients that write them."""
 
-    def __init__(self, tables: dict[str, str], project: str | None):
+    def __init__(self, tables: dict[str, str], project: str | None) -> None:
         self.tables, self.project = tables, project
 
     def setup(self) -> None:
@@ -78,26 +80,26 @@ class _Stage(beam.DoFn):
     def __init__(self, destinations: _Destinations, run_id: str):
         self.destinations, self.run_id = destinations, run_id
 
-    def setup(self):
+    def setup(self) -> None:
         self.destinations.setup()
         self.created: set[str] = set()
 
-    def start_bundle(self):
-        self.buffers: dict[str, list[dict]] = {}
+    def start_bundle(self) -> None:
+        self.buffers: dict[str, list[dict[str, Any]]] = {}
         self.staged: dict[str, warehouse.Staged] = {}
 
-    def process(self, rows_by_table: dict[str, list[dict]]):
+    def process(self, rows_by_table: dict[str, list[dict[str, Any]]]) -> None:
         for table, rows in rows_by_table.items():
             buffer = self.buffers.setdefault(table, [])
             buffer += rows
             if len(buffer) >= ROWS_PER_LOAD:
                 self._load(table)
 
-    def finish_bundle(self):
+    def finish_bundle(self) -> Iterator[WindowedValue]:
         for table in list(self.buffers):
             self._load(table)
         for table, staged in self.staged.items():
-            yield WindowedValue((table, staged), GlobalWindow().max_timestamp(), [GlobalWindow()])
+            yield WindowedValue((table, staged), GlobalWindow().max_timestamp(), (GlobalWindow(),))
 
     def _load(self, table: str) -> None:
         rows = self.buffers.pop(table)
@@ -120,10 +122,10 @@ class _Merge(beam.DoFn):
     def __init__(self, destinations: _Destinations, run_id: str):
         self.destinations, self.run_id = destinations, run_id
 
-    def setup(self):
+    def setup(self) -> None:
         self.destinations.setup()
 
-    def process(self, table_staged):
+    def process(self, table_staged: tuple[str, warehouse.Staged]) -> Iterator[Any]:
         table, staged = table_staged
         d = self.destinations
         target = d.refs[table]
@@ -146,7 +148,7 @@ class _Append(beam.DoFn):
     def __init__(self, destinations: _Destinations):
         self.destinations = destinations
 
-    def setup(self):
+    def setup(self) -> None:
         d = self.destinations
         d.setup()
         for name, ref in d.refs.items():
@@ -155,8 +157,8 @@ class _Append(beam.DoFn):
             next(iter(d.refs.values())).dataset_id, d.client.project, tables=d.tables
         )
 
-    def process(self, keyed_batch):
-        rows: dict[str, list[dict]] = {}
+    def process(self, keyed_batch: tuple[Any, Iterable[dict[str, Any]]]) -> Iterator[Any]:
+        rows: dict[str, list[dict[str, Any]]] = {}
         for rows_by_table in keyed_batch[1]:
             for table, table_rows in rows_by_table.items():
                 rows.setdefault(table, []).extend(table_rows)
@@ -177,18 +179,20 @@ class _Append(beam.DoFn):
             )
 
 
-class _Write(beam.PTransform):
+class _Write(beam.PTransform[beam.PCollection[Any], beam.PCollection[Any]]):
     """Writes elements that are ``{table definition: [JSON rows]}`` to their destinations: the
     merge strategy for bounded input, the append strategy for unbounded input."""
 
-    clock = time.time  # see WriteToBigQueryTable.clock
+    clock: Callable[[], float] = time.time  # see WriteToBigQueryTable.clock
 
-    def __init__(self, tables: dict[str, str], project: str | None, triggering_frequency: int):
+    def __init__(
+        self, tables: dict[str, str], project: str | None, triggering_frequency: int
+    ) -> None:
         super().__init__()
         self.destinations = _Destinations(tables, project)
         self.triggering_frequency = triggering_frequency
 
-    def expand(self, rows_by_table):
+    def expand(self, rows_by_table: beam.PCollection[Any]) -> beam.PCollection[Any]:
         if rows_by_table.is_bounded:
             run_id = uuid.uuid4().hex[:12]
             every_table = rows_by_table.pipeline | "EveryTable" >> beam.Create(
@@ -205,7 +209,9 @@ class _Write(beam.PTransform):
             rows_by_table
             | "Global" >> beam.WindowInto(GlobalWindows())  # time and triggers are upstream
             | "Key"
-            >> beam.Map(lambda element: ("rows", element)).with_output_types(tuple[str, dict])
+            >> beam.Map(lambda element: ("rows", element)).with_output_types(
+                tuple[str, dict[str, Any]]
+            )
             | "Batch"
             >> beam.GroupIntoBatches.WithShardedKey(
                 ELEMENTS_PER_APPEND, self.triggering_frequency, clock=self.clock
@@ -220,7 +226,7 @@ def _check_frequency(triggering_frequency: int) -> int:
     return int(triggering_frequency)
 
 
-class WriteToBigQueryTable(beam.PTransform):
+class WriteToBigQueryTable(beam.PTransform[beam.PCollection[Any], beam.PCollection[Any]]):
     """Writes rows to a BigQuery table defined in ``metadata/tables``; analysts never see a row
     twice.
 
@@ -247,7 +253,7 @@ class WriteToBigQueryTable(beam.PTransform):
 
     # The processing-time source of streaming batches (GroupIntoBatches' clock). Tests that
     # drive processing time with a TestStream substitute one that starts where its clock does.
-    clock = time.time
+    clock: Callable[[], float] = time.time
 
     def __init__(
         self,
@@ -263,7 +269,7 @@ class WriteToBigQueryTable(beam.PTransform):
         self.table, self.project = table, project or None
         self.triggering_frequency = _check_frequency(triggering_frequency)
 
-    def expand(self, rows):
+    def expand(self, rows: beam.PCollection[Any]) -> beam.PCollection[Any]:
         write = _Write({self.schema: self.table}, self.project, self.triggering_frequency)
         write.clock = self.clock
         return (
@@ -273,7 +279,7 @@ class WriteToBigQueryTable(beam.PTransform):
         )
 
 
-class WriteVisitTables(beam.PTransform):
+class WriteVisitTables(beam.PTransform[beam.PCollection[Any], beam.PCollection[Any]]):
     """Writes ``ParseVisits`` records to every analyst table of a dataset (``metadata/tables``:
     visits, page_views, cart_adds, purchases, purchase_items and dead_letter), as
     ``WriteToBigQueryTable`` writes one table: merged once per table in batch, appended in
@@ -289,7 +295,7 @@ class WriteVisitTables(beam.PTransform):
       triggering_frequency: Streaming only: seconds a visit waits at most before it is written.
     """
 
-    clock = time.time  # see WriteToBigQueryTable.clock
+    clock: Callable[[], float] = time.time  # see WriteToBigQueryTable.clock
 
     def __init__(
         self,
@@ -307,7 +313,7 @@ class WriteVisitTables(beam.PTransform):
         self.project = project or None
         self.triggering_frequency = _check_frequency(triggering_frequency)
 
-    def expand(self, records):
+    def expand(self, records: beam.PCollection[Any]) -> beam.PCollection[Any]:
         write = _Write(self.tables, self.project, self.triggering_frequency)
         write.clock = self.clock
         return (

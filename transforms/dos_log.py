@@ -3,6 +3,8 @@ a threshold, for a Cloud Logging log-based metric and alert (see docs/dos-drill.
 
 import sys
 import threading
+from collections.abc import Iterator
+from typing import Any
 
 import apache_beam as beam
 import orjson
@@ -13,7 +15,7 @@ from clickstream.transforms.page_view_counts import ALL_PAGES
 _STDOUT = threading.Lock()
 
 
-def entry(count, threshold: int) -> beam.Row:
+def entry(count: Any, threshold: int) -> beam.Row:
     """The log entry (``core/dos.py``) of one window's site-wide count (a ``PageViewCounts``
     row)."""
     return beam.Row(
@@ -28,7 +30,7 @@ def entry(count, threshold: int) -> beam.Row:
     )
 
 
-class DosEntries(beam.PTransform):
+class DosEntries(beam.PTransform[beam.PCollection[Any], beam.PCollection[Any]]):
     """One structured log entry per window (and per late update of it) from ``PageViewCounts``
     rows: window_start, window_end, page_views (all pages), threshold, over_threshold (page
     views above the threshold), severity (WARNING when over, else INFO), timing and
@@ -38,13 +40,13 @@ class DosEntries(beam.PTransform):
       threshold: Page views per window above which a window is flagged.
     """
 
-    def __init__(self, threshold: int):
+    def __init__(self, threshold: int) -> None:
         super().__init__()
         if threshold < 0:
             raise ValueError(f"threshold must not be negative, not {threshold}")
         self.threshold = int(threshold)
 
-    def expand(self, counts):
+    def expand(self, counts: beam.PCollection[Any]) -> beam.PCollection[Any]:
         return (
             counts
             | "SiteTotals" >> beam.Filter(lambda row: row.page_path == ALL_PAGES)
@@ -53,11 +55,11 @@ class DosEntries(beam.PTransform):
 
 
 class _WriteEntries(beam.DoFn):
-    def __init__(self, log_name: str, log_file: str, severity: str, project: str | None):
+    def __init__(self, log_name: str, log_file: str, severity: str, project: str | None) -> None:
         self.log_name, self.log_file = log_name, log_file
         self.severity, self.project = severity, project
 
-    def setup(self):
+    def setup(self) -> None:
         self.logger = None
         if not self.log_file:
             from google.cloud import logging as cloud_logging
@@ -67,16 +69,16 @@ class _WriteEntries(beam.DoFn):
                 self.log_name, resource=Resource(type=dos.RESOURCE_TYPE, labels={})
             )
 
-    def start_bundle(self):
-        self.entries = []
+    def start_bundle(self) -> None:
+        self.entries: list[dict[str, Any]] = []
 
-    def process(self, row):
+    def process(self, row: Any) -> Iterator[Any]:
         payload = row._asdict()
         payload.setdefault("severity", self.severity)
         self.entries.append(payload)
         yield row
 
-    def finish_bundle(self):
+    def finish_bundle(self) -> None:
         if not self.entries:
             return
         if self.logger is not None:
@@ -95,7 +97,7 @@ class _WriteEntries(beam.DoFn):
             out.write(lines)
 
 
-class WriteLogEntries(beam.PTransform):
+class WriteLogEntries(beam.PTransform[beam.PCollection[Any], beam.PCollection[Any]]):
     """Writes rows as structured log entries, one per row, and passes the rows on.
 
     On Google Cloud each row becomes a Cloud Logging entry in log ``log_name`` whose
@@ -121,7 +123,7 @@ class WriteLogEntries(beam.PTransform):
         self.log_name, self.log_file = log_name, log_file
         self.severity, self.project = severity, project or None
 
-    def expand(self, rows):
+    def expand(self, rows: beam.PCollection[Any]) -> beam.PCollection[Any]:
         return rows | "Log" >> beam.ParDo(
             _WriteEntries(self.log_name, self.log_file, self.severity, self.project)
         )

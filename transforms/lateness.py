@@ -33,6 +33,7 @@ data read from a backlog is late (or too late) where on Dataflow it would be on 
 """
 
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import apache_beam as beam
@@ -57,13 +58,15 @@ class _Gate(beam.DoFn):
     """Passes (window start, element) pairs until the watermark passes the window's end plus
     the allowed lateness; after that, emits them on ``too_late``."""
 
-    def __init__(self, window_seconds: int, allowed_lateness_seconds: int):
+    def __init__(self, window_seconds: int, allowed_lateness_seconds: int) -> None:
         self.close_after = (window_seconds + allowed_lateness_seconds) * _MICROS
 
-    def setup(self):
+    def setup(self) -> None:
         self.too_late = beam.metrics.Metrics.counter(names.COUNTER_NAMESPACE, "too_late")
 
-    def process(self, keyed, status=_STATUS, close=_CLOSE):
+    def process(
+        self, keyed: tuple[int, Any], status: Any = _STATUS, close: Any = _CLOSE
+    ) -> Iterator[Any]:
         start, element = keyed
         state = status.read() or _NEW
         if state == _CLOSED:
@@ -76,7 +79,7 @@ class _Gate(beam.DoFn):
         yield element
 
     @userstate.on_timer(_CLOSE.timer_spec)
-    def closed(self, status=_STATUS):
+    def closed(self, status: Any = _STATUS) -> None:
         status.write(_CLOSED)
 
 
@@ -104,18 +107,20 @@ class _Route(beam.DoFn):
     """Puts each row at its event time; keyed by its window's start for the gate, or, when its
     window cannot have closed yet (see the module), on ``recent``, past the gate."""
 
-    clock = time.time  # the wall clock; tests may substitute one
+    clock: Callable[[], float] = time.time  # the wall clock; tests may substitute one
 
-    def __init__(self, timestamp_field: str, window_seconds: int, allowed_lateness_seconds: int):
+    def __init__(
+        self, timestamp_field: str, window_seconds: int, allowed_lateness_seconds: int
+    ) -> None:
         self.timestamp_field, self.window_seconds = timestamp_field, window_seconds
         self.open_for = (window_seconds + allowed_lateness_seconds - GRACE) * _MICROS
 
-    def setup(self):
+    def setup(self) -> None:
         counter = beam.metrics.Metrics.counter
         self.gated = counter(names.COUNTER_NAMESPACE, "lateness_gated")
         self.recent = counter(names.COUNTER_NAMESPACE, "lateness_recent")
 
-    def process(self, row):
+    def process(self, row: Any) -> Iterator[Any]:
         moment = event_time(getattr(row, self.timestamp_field))
         start = fixed_window(moment, self.window_seconds).start.micros
         if start + self.open_for > self.clock() * _MICROS:
@@ -126,12 +131,12 @@ class _Route(beam.DoFn):
         yield window.TimestampedValue((start, row), moment)
 
 
-def _at_arrival(element):
+def _at_arrival(element: Any) -> window.TimestampedValue[Any]:
     beam.metrics.Metrics.counter(names.COUNTER_NAMESPACE, "too_late_retimed").inc()
     return window.TimestampedValue(element, Timestamp.now())
 
 
-class WindowWithLateness(beam.PTransform):
+class WindowWithLateness(beam.PTransform[beam.PCollection[Any], dict[str, beam.PCollection[Any]]]):
     """Assigns rows to fixed event-time windows under the catalog's lateness policy (see the
     module): on-time results when the watermark passes a window's end, an update for each late
     arrival up to ``allowed_lateness_seconds`` later, and no silent drop after that.
@@ -159,7 +164,7 @@ class WindowWithLateness(beam.PTransform):
         allowed_lateness_seconds: int = 600,
         accumulate: bool = False,
         too_late: str = "output",
-    ):
+    ) -> None:
         super().__init__()
         if window_seconds < 1 or allowed_lateness_seconds < 0:
             raise ValueError("window_seconds must be positive, allowed lateness not negative")
@@ -171,7 +176,8 @@ class WindowWithLateness(beam.PTransform):
         self.accumulate = accumulate
         self.too_late = too_late
 
-    def expand(self, rows):
+    # -> Any: Beam reads the annotation as a type hint, and warns on a dict of outputs.
+    def expand(self, rows: beam.PCollection[Any]) -> Any:
         route = _Route(self.timestamp_field, self.window_seconds, self.allowed_lateness_seconds)
         routed = rows | "EventTime" >> beam.ParDo(route).with_output_types(
             tuple[int, Any]

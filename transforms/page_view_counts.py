@@ -1,5 +1,8 @@
 """Page views per window by event time, with the catalog's lateness policy."""
 
+from collections.abc import Iterator
+from typing import Any
+
 import apache_beam as beam
 import orjson
 from apache_beam.utils.windowed_value import PaneInfoTiming
@@ -11,7 +14,12 @@ ALL_PAGES = "*"  # the page_path of a window's site-wide total
 
 
 class _CountRow(beam.DoFn):
-    def process(self, keyed, window=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam):
+    def process(
+        self,
+        keyed: tuple[str, int],
+        window: Any = beam.DoFn.WindowParam,
+        pane: Any = beam.DoFn.PaneInfoParam,
+    ) -> Iterator[Any]:
         page_path, page_views = keyed
         yield beam.Row(
             window_start=lateness.iso(window.start),
@@ -23,7 +31,7 @@ class _CountRow(beam.DoFn):
         )
 
 
-class PageViewCounts(beam.PTransform):
+class PageViewCounts(beam.PTransform[beam.PCollection[Any], dict[str, beam.PCollection[Any]]]):
     """Counts page views per fixed window of event time, per page and for the whole site.
 
     Input: ``page_views`` rows (``ParseVisits.page_views``); a page view's event time is its
@@ -52,12 +60,12 @@ class PageViewCounts(beam.PTransform):
         self.allowed_lateness_seconds = int(allowed_lateness_seconds)
         self.per_page = per_page
 
-    def _keys(self, row):
+    def _keys(self, row: Any) -> Iterator[tuple[str, int]]:
         yield ALL_PAGES, 1
         if self.per_page:
             yield row.page_path, 1
 
-    def _dead_letter(self, row) -> beam.Row:
+    def _dead_letter(self, row: Any) -> beam.Row:
         moment = lateness.event_time(row.event_timestamp)
         missed = lateness.fixed_window(moment, self.window_seconds)
         bounds = f"{lateness.iso(missed.start)}/{lateness.iso(missed.end)}"
@@ -73,7 +81,8 @@ class PageViewCounts(beam.PTransform):
             )
         )
 
-    def expand(self, page_views):
+    # -> Any: Beam reads the annotation as a type hint, and warns on a dict of outputs.
+    def expand(self, page_views: beam.PCollection[Any]) -> Any:
         windows = page_views | "Window" >> lateness.WindowWithLateness(
             "event_timestamp", self.window_seconds, self.allowed_lateness_seconds, accumulate=True
         )
@@ -81,7 +90,8 @@ class PageViewCounts(beam.PTransform):
             windows["windowed"]
             | "Keys" >> beam.FlatMap(self._keys)
             | "Count" >> beam.CombinePerKey(sum)
-            | "Rows" >> beam.ParDo(_CountRow())
+            # A DoFn without __init__ of its own has Beam's, which is not annotated.
+            | "Rows" >> beam.ParDo(_CountRow())  # type: ignore[no-untyped-call]
         )
         too_late = windows["too_late"] | "DeadLetters" >> beam.Map(self._dead_letter)
         return {"counts": counts, "too_late": too_late}

@@ -1,5 +1,8 @@
 """The Beam face of the visit model: records in, every analyst table's rows out."""
 
+from collections.abc import Iterator
+from typing import Any
+
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
@@ -19,13 +22,13 @@ class _Parse(beam.DoFn):
     """Counts are added up per bundle and reported when it finishes: one counter update per
     bundle instead of several per visit."""
 
-    def setup(self):
+    def setup(self) -> None:
         self.counters = {n: Metrics.counter(names.COUNTER_NAMESPACE, n) for n in _COUNTERS}
 
-    def start_bundle(self):
+    def start_bundle(self) -> None:
         self.counts = dict.fromkeys(_COUNTERS, 0)
 
-    def process(self, record):
+    def process(self, record: Any) -> Iterator[Any]:
         parsed = visit.parse_visit(record.payload, getattr(record, "source", None) or "unknown")
         yield beam.Row(
             **{table: [beam.Row(**row) for row in rows] for table, rows in parsed.rows.items()}
@@ -45,13 +48,13 @@ class _Parse(beam.DoFn):
             row["page_view_count"] + row["cart_add_count"] + row["purchase_count"]
         )
 
-    def finish_bundle(self):
+    def finish_bundle(self) -> None:
         for name, count in self.counts.items():
             if count:
                 self.counters[name].inc(count)
 
 
-class ParseVisits(beam.PTransform):
+class ParseVisits(beam.PTransform[beam.PCollection[Any], beam.PCollection[Any]]):
     """Parses, validates, keys and flattens visits into rows for the analyst tables.
 
     Input rows have ``payload`` (bytes or text of one visit, JSON) and, optionally, ``source``
@@ -68,22 +71,23 @@ class ParseVisits(beam.PTransform):
     row: ``WriteVisitTables`` writes them all, ``VisitRows`` takes out one table's rows.
     """
 
-    def expand(self, pcoll):
-        return pcoll | "Parse" >> beam.ParDo(_Parse())
+    def expand(self, pcoll: beam.PCollection[Any]) -> beam.PCollection[Any]:
+        # A DoFn without __init__ of its own has Beam's, which is not annotated.
+        return pcoll | "Parse" >> beam.ParDo(_Parse())  # type: ignore[no-untyped-call]
 
 
-class VisitRows(beam.PTransform):
+class VisitRows(beam.PTransform[beam.PCollection[Any], beam.PCollection[Any]]):
     """The rows of one analyst table from ``ParseVisits`` records, one element each.
 
     Args:
       table: The table, e.g. ``page_views`` or ``dead_letter``.
     """
 
-    def __init__(self, table: str):
+    def __init__(self, table: str) -> None:
         super().__init__()
         if table not in contract.TABLES:
             raise ValueError(f"table {table!r} is not one of {', '.join(contract.TABLES)}")
         self.table = table
 
-    def expand(self, records):
+    def expand(self, records: beam.PCollection[Any]) -> beam.PCollection[Any]:
         return records | self.table >> beam.FlatMap(lambda record, t=self.table: getattr(record, t))

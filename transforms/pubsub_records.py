@@ -1,6 +1,7 @@
 """Reading visits from Pub/Sub as ``ParseVisits`` input."""
 
 import datetime
+from typing import Any
 
 import apache_beam as beam
 from apache_beam.io.gcp.pubsub import PubsubMessage
@@ -19,7 +20,7 @@ def record(message: PubsubMessage, timestamp: Timestamp) -> beam.Row:
     )
 
 
-class ReadPubSubRecords(beam.PTransform):
+class ReadPubSubRecords(beam.PTransform[beam.pvalue.PBegin, beam.PCollection[Any]]):
     """Reads visits from a Pub/Sub subscription: one record per message.
 
     Beam's Pub/Sub read (on Dataflow, its native streaming source) with the message metadata that
@@ -46,7 +47,7 @@ class ReadPubSubRecords(beam.PTransform):
         self.subscription = subscription
         self.timestamp_attribute = timestamp_attribute or None
 
-    def expand(self, pbegin):
+    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection[Any]:
         return (
             pbegin
             | "Read"

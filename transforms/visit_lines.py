@@ -1,6 +1,8 @@
 """Reading visits stored as JSON lines (local files or Cloud Storage)."""
 
 import logging
+from collections.abc import Iterator
+from typing import Any
 
 import apache_beam as beam
 from apache_beam.io import fileio
@@ -12,7 +14,7 @@ from clickstream.core import jsonlines, names
 _LOG = logging.getLogger(__name__)
 
 
-def _records(readable: fileio.ReadableFile):
+def _records(readable: fileio.ReadableFile) -> Iterator[beam.Row]:
     """Rows (payload, "path:line"), one per record of the file (``core.jsonlines``)."""
     path = readable.metadata.path
     count = 0
@@ -25,7 +27,7 @@ def _records(readable: fileio.ReadableFile):
     _LOG.info("read %s: %d records", path, count)
 
 
-class ReadVisitLines(beam.PTransform):
+class ReadVisitLines(beam.PTransform[beam.pvalue.PBegin, beam.PCollection[Any]]):
     """Reads visits from JSON-lines files: one record per non-blank line.
 
     Takes a file, a glob or a ``gs://`` path; files ending in .gz or .bz2 are decompressed. Input
@@ -45,7 +47,7 @@ class ReadVisitLines(beam.PTransform):
             raise ValueError("path is required: a file, a glob or a gs:// path of JSON lines")
         self.path = path
 
-    def expand(self, pbegin):
+    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection[Any]:
         return (
             pbegin
             | "Match" >> fileio.MatchFiles(self.path, fileio.EmptyMatchTreatment.DISALLOW)
@@ -55,6 +57,7 @@ class ReadVisitLines(beam.PTransform):
         )
 
 
-def matching_files(path: str) -> list:
+def matching_files(path: str) -> list[Any]:
     """The files a path or glob matches (local or gs://), as Beam FileMetadata."""
-    return FileSystems.match([path])[0].metadata_list
+    files: list[Any] = FileSystems.match([path])[0].metadata_list
+    return files

@@ -2,9 +2,12 @@
 
 import json
 import zlib
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.transforms.window import IntervalWindow
 from apache_beam.utils.windowed_value import PaneInfoTiming
 
 from clickstream.core import names
@@ -21,7 +24,9 @@ def line(payload: bytes | str) -> bytes:
     return json.dumps(data.decode("utf-8", "surrogateescape")).encode("ascii")
 
 
-def file_name(prefix: str, window, pane_index: int, shard: int, shards: int, suffix: str) -> str:
+def file_name(
+    prefix: str, window: IntervalWindow, pane_index: int, shard: int, shards: int, suffix: str
+) -> str:
     """e.g. ``visits-20240701T090000Z-20240701T090100Z-pane-0-00001-of-00004.jsonl``."""
     start, end = (
         t.to_utc_datetime().strftime("%Y%m%dT%H%M%SZ") for t in (window.start, window.end)
@@ -35,10 +40,15 @@ def shard_of(data: bytes, shards: int) -> int:
 
 
 class _WriteFile(beam.DoFn):
-    def __init__(self, path: str, prefix: str, suffix: str, shards: int):
+    def __init__(self, path: str, prefix: str, suffix: str, shards: int) -> None:
         self.path, self.prefix, self.suffix, self.shards = path, prefix, suffix, shards
 
-    def process(self, keyed, window=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam):
+    def process(
+        self,
+        keyed: tuple[int, Iterable[bytes]],
+        window: Any = beam.DoFn.WindowParam,
+        pane: Any = beam.DoFn.PaneInfoParam,
+    ) -> Iterator[Any]:
         shard, lines = keyed
         name = file_name(self.prefix, window, pane.index, shard, self.shards, self.suffix)
         path = FileSystems.join(self.path, name)
@@ -59,7 +69,7 @@ class _WriteFile(beam.DoFn):
         )
 
 
-class WriteWindowedFiles(beam.PTransform):
+class WriteWindowedFiles(beam.PTransform[beam.PCollection[Any], beam.PCollection[Any]]):
     """Writes the ``payload`` of windowed rows to files, one per window pane, one message per
     line (see ``line``).
 
@@ -80,7 +90,9 @@ class WriteWindowedFiles(beam.PTransform):
       shards: Files per window pane, written in parallel.
     """
 
-    def __init__(self, path: str, prefix: str = "visits", suffix: str = ".jsonl", shards: int = 4):
+    def __init__(
+        self, path: str, prefix: str = "visits", suffix: str = ".jsonl", shards: int = 4
+    ) -> None:
         super().__init__()
         if not path:
             raise ValueError("path is required: a gs:// folder or a local directory")
@@ -88,7 +100,7 @@ class WriteWindowedFiles(beam.PTransform):
             raise ValueError(f"shards must be between 1 and 999, not {shards}")
         self.path, self.prefix, self.suffix, self.shards = path, prefix, suffix, int(shards)
 
-    def expand(self, rows):
+    def expand(self, rows: beam.PCollection[Any]) -> beam.PCollection[Any]:
         return (
             rows
             | "Lines"

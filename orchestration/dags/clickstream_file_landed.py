@@ -183,16 +183,16 @@ def announce_failure(**context) -> None:
         return
     ti = context["ti"]
     if ti.xcom_pull(task_ids="launch_request") is None:
-        error = "the launch request could not be built (task launch_request)"
+        failed = "the launch request could not be built (task launch_request)"
     elif ti.xcom_pull(task_ids="run_migration") is None:
-        error = f"migration job {file.job_name} failed or did not start (task run_migration)"
+        failed = f"migration job {file.job_name} failed or did not start (task run_migration)"
     elif ti.xcom_pull(task_ids="migration_counts") is None:
-        error = "the job's counts could not be read (task migration_counts)"
+        failed = "the job's counts could not be read (task migration_counts)"
     else:
-        error = "the run's lineage could not be recorded (task record_lineage)"
+        failed = "the run's lineage could not be recorded (task record_lineage)"
     config = settings()
     job_id = ti.xcom_pull(task_ids="run_migration", key="job_id") or ""
-    publish(config, *landing.notification(file, landing.FAILED, job_id, error=error))
+    publish(config, *landing.notification(file, landing.FAILED, job_id, error=failed))
 
 
 @dag(
