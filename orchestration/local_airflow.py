@@ -29,6 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
+from typing import cast
 
 import requests
 from google.api_core.exceptions import NotFound
@@ -161,7 +162,7 @@ def _alive(local: Local, processes: list[subprocess.Popen]) -> None:
     for process in processes:
         if process.poll() is not None:
             raise OrchestrationError(
-                f"{' '.join(map(str, process.args[:3]))} exited ({process.returncode}); see "
+                f"{' '.join(cast(list[str], process.args)[:3])} exited ({process.returncode}); see "
                 f"{local.home / 'logs'}"
             )
 

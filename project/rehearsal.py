@@ -179,8 +179,10 @@ def run(lab_data: Path, build: Path, say: Callable[[str], None] = print) -> Repo
                 def finished() -> bool:
                     alive()
                     runs = _runs(local.airflow_url)
-                    return runs is not None and len(runs) == len(files) and all(
-                        r["state"] in ("success", "failed") for r in runs
+                    return (
+                        runs is not None
+                        and len(runs) == len(files)
+                        and all(r["state"] in ("success", "failed") for r in runs)
                     )
 
                 _wait("every landed file's DAG run", finished, RUN_TIMEOUT, say)
@@ -192,10 +194,10 @@ def run(lab_data: Path, build: Path, say: Callable[[str], None] = print) -> Repo
         finally:
             jobs.stop()
         images = {job.worker_image for job in jobs.jobs.values()}
-        step(f"{len(jobs.jobs)} flex-template jobs, workers on {sorted(images)}",
+        step(f"{len(jobs.jobs)} flex-template jobs, workers on {sorted(map(str, images))}",
              len(jobs.jobs) == len(files) and None not in images)  # fmt: skip
         messages = _pull_all(project_id, names.FILES_PROCESSED_SUBSCRIPTION, len(files))
-        states = [landing.read_notification(m).state for m in messages]
+        states = [landing.read_notification(m)["state"] for m in messages]
         step(f"{states.count(landing.PROCESSED)} files announced processed",
              states.count(landing.PROCESSED) == len(files))  # fmt: skip
         lineage_runs = len(cloud.lineage.runs)
