@@ -21,7 +21,8 @@ from clickstream.core import shell
 from clickstream.gcp import plan
 
 KIND = "gcloud"
-Runner = Callable[[list[str] | str], tuple[int, str]]  # a command -> (exit status, its output)
+# A command -> (exit status, what it printed, what it printed on standard error)
+Runner = Callable[[list[str] | str], tuple[int, str, str]]
 
 
 def content_digest(path: Path) -> str:
@@ -62,13 +63,10 @@ def line(command: list[str] | str) -> str:
     return command if isinstance(command, str) else shell.line(command)
 
 
-def shell_runner(command: list[str] | str) -> tuple[int, str]:
-    """Run a command line with bash (its ``$(...)`` read), its errors to this one's stderr;
-    its exit status and what it printed."""
-    done = subprocess.run(
-        ["bash", "-c", line(command)], stdout=subprocess.PIPE, text=True, check=False
-    )
-    return done.returncode, done.stdout
+def shell_runner(command: list[str] | str) -> tuple[int, str, str]:
+    """Run a command line with bash (its ``$(...)`` read): its exit status and output."""
+    done = subprocess.run(["bash", "-c", line(command)], capture_output=True, text=True)
+    return done.returncode, done.stdout, done.stderr
 
 
 class StepError(RuntimeError):
@@ -84,7 +82,7 @@ class Steps:
 
     def read(self, resource: plan.Resource) -> dict | None:
         step = self.steps[resource.name]
-        status, output = self.runner(step.check)
+        status, output, _ = self.runner(step.check)  # a failed check: not made (yet)
         if status:
             return None
         found = {"run": resource.fields["run"]}
@@ -93,9 +91,10 @@ class Steps:
         return found
 
     def _run(self, command: list[str] | str) -> None:
-        status, _ = self.runner(command)
+        status, _, errors = self.runner(command)
         if status:
-            raise StepError(f"this command failed (exit {status}): {line(command)}")
+            said = errors.strip().splitlines()[-1:] or ["(nothing on stderr)"]
+            raise StepError(f"this command failed (exit {status}): {line(command)}: {said[0]}")
 
     def create(self, resource: plan.Resource) -> None:
         self._run(self.steps[resource.name].command)

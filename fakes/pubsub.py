@@ -113,6 +113,7 @@ class FakePubSub:
         }
         self._push: dict[str, tuple[str, str]] = {}  # subscription -> (endpoint, token identity)
         self.refused_pushes: list[str] = []
+        self.pushed: dict[str, int] = {}  # subscription -> pushes the endpoint accepted (2xx)
         self._relay = _Relay(self) if project else None
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
         self._server.add_generic_rpc_handlers((_Front(self),))
@@ -167,7 +168,11 @@ class FakePubSub:
             self.refused_pushes.append(f"{name}: {identity} lacks run.routes.invoke on {service}")
             return 403
         sent = {k: v for k, v in headers.items() if k.lower() in ("content-type",)}
-        return requests.post(target, data=body, headers=sent, timeout=60).status_code
+        status = requests.post(target, data=body, headers=sent, timeout=60).status_code
+        if 200 <= status < 300:
+            with self._lock:
+                self.pushed[name] = self.pushed.get(name, 0) + 1
+        return status
 
     # What the emulator holds
 

@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -54,14 +55,16 @@ class Processes:
         return process
 
     def stop(self) -> None:
+        """Each process with its children (its own process group)."""
         for process in self.started:
-            if process.poll() is None:
-                process.terminate()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
         for process in self.started:
             try:
                 process.wait(30)
             except subprocess.TimeoutExpired:
-                process.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
 
 
 class FakeCloud:
@@ -71,6 +74,7 @@ class FakeCloud:
     def __init__(self, project_id: str, region: str, work: Path, email: str = "oncall@example.com"):
         self.project_id, self.region, self.work, self.email = project_id, region, work, email
         self.airflow_port = free_port()
+        self.pull_health = ""  # the pull subscriber's /healthz, once its group runs
         self.processes = Processes(work / "logs")
         self._saved: dict[str, str] = {}
         self._stop = threading.Event()
@@ -217,5 +221,6 @@ class FakeCloud:
             *("--dataset", metadata["clickstream-dataset"], "--health-port", str(port)),
         ]
         process = self.processes.start("pull", command, dict(os.environ))
-        self._wait(f"http://127.0.0.1:{port}/healthz", process, "the pull subscriber")
+        self.pull_health = f"http://127.0.0.1:{port}/healthz"
+        self._wait(self.pull_health, process, "the pull subscriber")
         return process
