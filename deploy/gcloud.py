@@ -13,7 +13,10 @@ rehearsal gives each step's documented effect on the fake project instead).
 
 import dataclasses
 import hashlib
+import json
+import os
 import subprocess
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +24,7 @@ from clickstream.core import shell
 from clickstream.gcp import plan
 
 KIND = "gcloud"
+ROOT = Path(__file__).resolve().parents[1]  # the catalog's commands name files relative to it
 # A command -> (exit status, what it printed, what it printed on standard error)
 Runner = Callable[[list[str] | str], tuple[int, str, str]]
 
@@ -71,6 +75,27 @@ def shell_runner(command: list[str] | str) -> tuple[int, str, str]:
 
 class StepError(RuntimeError):
     """A step's command failed."""
+
+
+def template_file(build: list[str]) -> str:
+    """The template file ``build`` (a ``gcloud dataflow flex-template build`` command) writes,
+    in canonical JSON: gcloud's own ``--print-only`` output, offline, with no credentials and an
+    empty configuration."""
+    with tempfile.TemporaryDirectory(prefix="gcloud-config-") as config:
+        env = {**os.environ, "CLOUDSDK_CONFIG": config, "CLOUDSDK_CORE_DISABLE_PROMPTS": "1"}
+        try:
+            done = subprocess.run(
+                [*build, "--print-only"], cwd=ROOT, env=env, capture_output=True, text=True
+            )
+        except FileNotFoundError:
+            raise StepError(
+                "gcloud is missing: template files are written by `gcloud dataflow "
+                "flex-template build` (install the Google Cloud CLI)"
+            ) from None
+    if done.returncode:
+        raise StepError(f"{line(build[:4])} failed: {done.stderr.strip()[-500:]}")
+    printed = done.stdout[done.stdout.index("{") :]
+    return json.dumps(json.loads(printed), sort_keys=True)
 
 
 class Steps:

@@ -16,7 +16,8 @@ Four kinds of consumer, each with its policy (``POLICIES``):
 - ``kept``: the subscription of a dead-letter topic, named after it, which keeps what lands
   there (a topic alone drops it).
 
-Every subscription is declared never to expire (an ``expiration_policy`` without ``ttl``).
+On Google Cloud every subscription is declared never to expire (an ``expiration_policy``
+without ``ttl``; the emulator expires nothing and refuses to update the field).
 Without one, Pub/Sub deletes a subscription after 31 days without activity
 (``Subscription.expirationPolicy`` in the API reference): a dead-letter subscription has no
 reader at all, and a pull subscriber stopped for a month would find its subscription gone and
@@ -127,16 +128,17 @@ def _subscription(project: str, declared: Subscription, cloud: bool) -> plan.Res
             "minimum_backoff": f"{MIN_RETRY_DELAY_SECONDS}s",
             "maximum_backoff": f"{MAX_RETRY_DELAY_SECONDS}s",
         }
-    fields = {
+    fields: dict[str, Any] = {
         "topic": topic,
         "push_config": push,
         "ack_deadline_seconds": policy.ack_deadline_seconds,
         "retain_acked_messages": True,
         "message_retention_duration": f"{RETENTION_DAYS * 86400}s",
-        "expiration_policy": NEVER_EXPIRES,
         "dead_letter_policy": dead_letter,  # None: it has none
         "retry_policy": retry,
     }
+    if cloud:  # the emulator expires nothing, and refuses to update an expiration policy
+        fields["expiration_policy"] = NEVER_EXPIRES
     path = names.subscription_path(project, declared.name)
     return plan.Resource(
         SUBSCRIPTION, path, fields, immutable=("topic",), after=(f"{TOPIC} {topic}",)

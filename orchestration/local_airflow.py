@@ -20,7 +20,6 @@ import dataclasses
 import json
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
@@ -37,6 +36,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
 from clickstream.core import names, templates
+from clickstream.deploy import gcloud
 from clickstream.fakes import dataflow, eventarc, platform
 from clickstream.gcp import bigquery_tables, pubsub
 from clickstream.orchestration import deployment
@@ -167,6 +167,18 @@ def _alive(local: Local, processes: list[subprocess.Popen]) -> None:
             )
 
 
+def _wait_for_server(local: Local, process: subprocess.Popen, url: str) -> None:
+    """Until ``process`` answers HTTP at ``url`` (any status); raise if it exits or is late."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        _alive(local, [process])
+        with contextlib.suppress(requests.ConnectionError):
+            requests.get(url, timeout=5)
+            return
+        time.sleep(POLL)
+    raise OrchestrationError(f"{url} did not answer after {READY_TIMEOUT:.0f} s")
+
+
 def _wait_for_dag(local: Local, processes: list[subprocess.Popen]) -> None:
     """Until the api-server lists the DAG; raise with the import error or a dead component."""
     deadline = time.monotonic() + READY_TIMEOUT
@@ -187,22 +199,14 @@ def _wait_for_dag(local: Local, processes: list[subprocess.Popen]) -> None:
 
 def template_spec(local: Local) -> bytes:
     """The migration template's file for the local image, as ``gcloud dataflow flex-template
-    build`` writes it (its ``--print-only`` output: offline, with an empty configuration)."""
-    gcloud = shutil.which("gcloud")
-    if gcloud is None:
-        raise OrchestrationError(
-            "gcloud is missing: the local Dataflow's template file is written by `gcloud "
-            "dataflow flex-template build` (install the Google Cloud CLI)"
-        )
+    build`` writes it."""
     where = (local.project, REGION, local.project, names.IMAGE_REPOSITORY, IMAGE_TAG)
-    build = templates.build_commands(names.MIGRATION_TEMPLATE, *where)[-1]
-    with tempfile.TemporaryDirectory() as config:
-        env = {**os.environ, "CLOUDSDK_CONFIG": config, "CLOUDSDK_CORE_DISABLE_PROMPTS": "1"}
-        command = [gcloud, *build[1:], "--print-only", "--format=value(.)"]
-        written = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
-    if written.returncode:
-        raise OrchestrationError(f"{' '.join(build[:4])} failed:\n{written.stderr[-OUTPUT_TAIL:]}")
-    return written.stdout.removesuffix("\n").encode()
+    try:
+        return gcloud.template_file(
+            templates.build_commands(names.MIGRATION_TEMPLATE, *where)[-1]
+        ).encode()
+    except gcloud.StepError as error:
+        raise OrchestrationError(str(error)) from None
 
 
 def run_job(job: dataflow.Job, logs: Path) -> dataflow.Counters:
@@ -303,6 +307,7 @@ def running(local: Local) -> Iterator[dataflow.FakeDataflow]:
         function = _start(command, local.function_env(), local.home / "logs" / "trigger.log")
         stop = threading.Event()
         try:
+            _wait_for_server(local, function, local.function_url)
             triggers = eventarc.FakeEventarc(client)
             triggers.add(eventarc.Trigger(local.project, local.function_url))
             threading.Thread(target=triggers.run, args=(stop,), daemon=True).start()

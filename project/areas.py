@@ -25,9 +25,6 @@ it is on. What a client library can read and change goes through it; the rest is
 
 import dataclasses
 import functools
-import json
-import os
-import subprocess
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -113,23 +110,11 @@ def image_tag(settings: Settings) -> str:
 
 
 @functools.cache
-def template_spec(command: tuple[str, ...]) -> str:
-    """The template file ``gcloud dataflow flex-template build`` writes for ``command``, in a
-    canonical JSON form: gcloud's own ``--print-only`` (offline, no credentials)."""
-    config = tempfile.mkdtemp(prefix="gcloud-config-")
-    env = {**os.environ, "CLOUDSDK_CONFIG": config, "CLOUDSDK_CORE_DISABLE_PROMPTS": "1"}
+def _template_file(build: tuple[str, ...]) -> str:
     try:
-        done = subprocess.run(
-            [*command, "--print-only"], capture_output=True, text=True, env=env, check=False
-        )
-    except FileNotFoundError:
-        raise AreaError(
-            "gcloud is not installed: the templates area builds template files with it"
-        ) from None
-    if done.returncode:
-        raise AreaError(f"gcloud could not build the template file: {done.stderr.strip()[-500:]}")
-    printed = done.stdout[done.stdout.index("{") :]
-    return json.dumps(json.loads(printed), sort_keys=True)
+        return gcloud.template_file(list(build))
+    except gcloud.StepError as error:
+        raise AreaError(f"the templates area's files: {error}") from None
 
 
 def canonical_json_of(url: str, project: str) -> str:
@@ -230,7 +215,7 @@ class _Declarer:
                     f"template-file {file}",
                     spec,
                     canonical_json_of(file, s.project),
-                    template_spec(tuple(spec)),
+                    _template_file(tuple(spec)),
                     undo=["gcloud", "storage", "rm", file, f"--project={s.project}"],
                 )
             )

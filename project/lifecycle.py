@@ -105,11 +105,22 @@ class Deployment:
     ) -> None:
         for change in changes:
             resource = change.resource
-            if resource.kind in HOLDS_DATA and not delete_data:
-                self._refuse_if_holding(resource)
+            if resource.kind in HOLDS_DATA:
+                (self._empty if delete_data else self._refuse_if_holding)(resource)
             self.api[resource.kind].delete(resource, change.current or {})
             if performed:
                 performed(change)
+
+    def _empty(self, resource: plan.Resource) -> None:
+        """Delete what a bucket or dataset holds beyond the plan (objects, undeclared tables):
+        neither API deletes a container that is not empty."""
+        if resource.kind == storage.BUCKET:
+            gcs = self.api[storage.BUCKET].client
+            gcs.bucket(resource.name).delete_blobs(list(gcs.list_blobs(resource.name)))
+        if resource.kind == warehouse_plan.DATASET:
+            bq = self.api[warehouse_plan.DATASET].client
+            for table in bq.list_tables(resource.name):
+                bq.delete_table(table, not_found_ok=True)
 
     def _refuse_if_holding(self, resource: plan.Resource) -> None:
         if resource.kind == storage.BUCKET:
