@@ -33,7 +33,6 @@ import glob
 import logging
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -52,7 +51,7 @@ from google.cloud import pubsub_v1
 from targets import LAB_VISITS, Rounds, Target, Timing, timed
 
 from clickstream.cli.local import use_local_stack
-from clickstream.core import contract, jsonlines, names, visit
+from clickstream.core import contract, jsonlines, names, ports, visit
 from clickstream.gcp import bigquery_tables, pubsub, views
 from clickstream.gcp.warehouse import REQUEST_ROWS, Warehouse, row_key
 from clickstream.local import emulators
@@ -114,12 +113,6 @@ def _wait(condition, what: str) -> None:
         if time.monotonic() > deadline:
             raise SystemExit(f"error: gave up waiting for {what}")
         time.sleep(0.02)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _start_push(subscriber, subscription: str, endpoint: str) -> float:
@@ -234,7 +227,7 @@ def pull_subscriber(run: Run, payloads: list[bytes], warehouse: Warehouse) -> fl
 def push_subscriber(run: Run, payloads: list[bytes], log: Path) -> float:
     subscription, dataset = run.subscription("push"), run.dataset("push")
     run.publish(subscription, payloads)
-    port = _free_port()
+    port = ports.free_port()
     env = {**os.environ, "BIGQUERY_DATASET": dataset}
     command = [
         *(sys.executable, "-m", "functions_framework", "--target", "receive"),
@@ -268,7 +261,7 @@ def _answers(url: str) -> bool:
 @contextlib.contextmanager
 def bigquery_stand_in():
     """``bigquery_stand_in.py`` in its own process; yields its endpoint."""
-    port = _free_port()
+    port = ports.free_port()
     command = [sys.executable, str(Path(__file__).with_name("bigquery_stand_in.py")), str(port)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE)
     try:

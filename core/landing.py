@@ -16,7 +16,7 @@ import json
 import re
 from typing import Any
 
-from clickstream.core import names
+from clickstream.core import names, templates
 
 FINALIZED = "google.cloud.storage.object.v1.finalized"  # the CloudEvent of a written object
 VISIT_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.bz2")  # the batch migration reads these
@@ -36,6 +36,9 @@ _RUN_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_.~+-]+")  # Airflow's default allowed_
 _JOB_NAME_UNSAFE = re.compile(r"[^a-z0-9]+")
 _GLOB = re.compile(r"[*?\[\]]")
 JOB_PREFIX = "clickstream-migrate-"
+# In the line of a processed file whose counts do not add up (``templates.counts_reconcile``):
+# the DAG logs it as an error, a log-based metric counts those lines (``monitoring.production``).
+UNRECONCILED = "THE MIGRATION DID NOT RECONCILE"
 
 
 class LandingError(ValueError):
@@ -118,10 +121,11 @@ def notification(
     error: str = "",
 ) -> tuple[bytes, dict[str, str]]:
     """The files-processed message (JSON data, attributes) that ``file`` was processed, with the
-    migration's counters and where its rejected records went, or that it failed, and why."""
+    migration's counters, whether they reconcile, and where its rejected records went, or that
+    it failed, and why."""
     if state not in (PROCESSED, FAILED):
         raise ValueError(f"state {state!r}: {PROCESSED} or {FAILED}")
-    body = {
+    body: dict[str, Any] = {
         "state": state,
         "file": file.url,
         **file.conf(),
@@ -130,6 +134,8 @@ def notification(
         "dead_letter_table": dead_letter_table,
         "error": error,
     }
+    if state == PROCESSED:
+        body["reconciled"] = templates.counts_reconcile(counters or {})
     attributes = {"state": state, **file.conf(), "job_id": job_id}
     return json.dumps(body, sort_keys=True).encode(), attributes
 
@@ -157,8 +163,9 @@ def describe(body: dict[str, Any]) -> str:
     dead = (
         f" (in {body['dead_letter_table']})" if rejected and body.get("dead_letter_table") else ""
     )
+    unreconciled = f"{UNRECONCILED}; " if body.get("reconciled") is False else ""
     return (
-        f"processed {where}: {counts['records_read']:,} records read, "
+        f"processed {where}: {unreconciled}{counts['records_read']:,} records read, "
         f"{counts['visits_accepted']:,} visits loaded ({counts['visits.rows_inserted']:,} new), "
         f"{counts['visits_rejected']:,} rejected; "
         f"{counts['events_accepted']:,} events loaded, {counts['events_rejected']:,} rejected"

@@ -56,3 +56,9 @@ DOS_FLAGGED_WINDOWS_METRIC = "clickstream_dos_windows_over_threshold"  # log-bas
 RESOURCE_LABEL = "clickstream-resource"  # finds again the resources whose names Google assigns
 INCIDENTS_FILE = "dos-incidents.jsonl"  # the local alert evaluator's, in the stack's state dir
 DRILL_MAILBOX = "dos-mailbox"  # the drill's local mail server's Maildir, in the state dir
+# Each event type and its table; the migration counts events per type under the type's name.
+EVENT_TABLES = {
+    "page_view": "page_views",
+    "add_item_to_cart": "cart_adds",
+    "purchase": "purchases",
+}

@@ -7,6 +7,7 @@ import dataclasses
 import importlib.metadata
 import os
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from clickstream.core import contract, names
@@ -238,6 +239,21 @@ def launch_request(
             "environment": environment,
         }
     }
+
+
+def counts_reconcile(counters: Mapping[str, int]) -> bool:
+    """Whether the batch migration's counters add up: every record read is a visit loaded or
+    rejected; every event of a loaded visit is loaded or rejected; every loaded event is of one
+    type. A migration that does not reconcile lost or invented rows."""
+
+    def count(key: str) -> int:
+        return counters.get(key, 0)
+
+    return (
+        count("records_read") == count("visits_accepted") + count("visits_rejected")
+        and count("events_in_loaded_visits") == count("events_accepted") + count("events_rejected")
+        and count("events_accepted") == sum(count(kind) for kind in names.EVENT_TABLES)
+    )
 
 
 def job_counters(job_metrics: dict[str, Any]) -> dict[str, int]:

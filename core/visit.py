@@ -33,13 +33,8 @@ import fastjsonschema
 import jsonschema_rs
 import orjson
 
-from clickstream.core import contract
+from clickstream.core import contract, names
 
-EVENT_TABLES = {
-    "page_view": "page_views",
-    "add_item_to_cart": "cart_adds",
-    "purchase": "purchases",
-}
 _BOM = "\ufeff"
 _CENT = decimal.Decimal("1e-9")  # BigQuery NUMERIC scale: drops float artifacts, keeps cents
 _NUMERIC = decimal.Context(prec=38)  # BigQuery NUMERIC precision
@@ -386,7 +381,7 @@ def visit_row(
     """The ``visits`` row: the visit's attributes and what became of its events."""
     valid = [(e.event, e.moment) for e in events if e.event is not None and e.moment is not None]
     kinds = [event["event_type"] for event, _ in valid]
-    counts = {kind: kinds.count(kind) for kind in EVENT_TABLES}
+    counts = {kind: kinds.count(kind) for kind in names.EVENT_TABLES}
     amount = _ZERO
     if counts["purchase"]:
         for kind, (event, _) in zip(kinds, valid, strict=True):

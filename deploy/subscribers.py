@@ -171,6 +171,7 @@ def pull_steps(settings: Settings, archive: Path) -> list[Step]:
             f"instance-template {template}",
             _gcloud(settings, *compute, "instance-templates", "create", template, *template_flags),
             _gcloud(settings, *compute, "instance-templates", "describe", template),
+            undo=_gcloud(settings, *compute, "instance-templates", "delete", template, "--quiet"),
         ),
         Step(
             f"instance-group {GROUP}",

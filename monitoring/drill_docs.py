@@ -86,9 +86,9 @@ def alerts_table(subscriptions: Iterable[pubsub.Subscription]) -> str:
         when = f"{w.aligner} per {w.window} s {side} {w.threshold:g}"
         if w.duration:
             when += f" for {w.duration} s"
-        where = w.where.replace(" AND ", ", ")
+        where = f": {_cell(w.where.replace(' AND ', ', '))}" if w.where else ""
         lines.append(
-            f"| {w.title} (`{w.key}`) | `{w.metric}` of `{w.resource}`: {_cell(where)} | {when} "
+            f"| {w.title} (`{w.key}`) | `{w.metric}` of `{w.resource}`{where} | {when} "
             f"| {_cell(w.why)} | {_cell(w.action)} |"
         )
     return "\n".join(lines)

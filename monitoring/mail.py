@@ -3,9 +3,10 @@ receives in a Maildir, and the sending side (smtplib), which works with any SMTP
 
 import mailbox
 import smtplib
-import socket
 from email.message import EmailMessage
 from pathlib import Path
+
+from clickstream.core import ports
 
 SENDER = "clickstream-alerts@localhost"
 HOST = "127.0.0.1"
@@ -36,7 +37,7 @@ class MailServer:
         for folder in ("tmp", "new", "cur"):  # a Maildir, also in an existing empty directory
             (maildir / folder).mkdir(parents=True, exist_ok=True)
         self.maildir = maildir
-        self.port = port or _free_port()
+        self.port = port or ports.free_port()
         self.controller = Controller(Mailbox(maildir), hostname=HOST, port=self.port)
 
     @property
@@ -49,9 +50,3 @@ class MailServer:
 
     def __exit__(self, *exc) -> None:
         self.controller.stop()
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]

@@ -14,7 +14,11 @@ email channel of ``alerting``, each policy with a runbook line, and one dashboar
   response class 5xx); the pull subscriber's instance group without a VM
   (``compute.googleapis.com/instance_group/size``);
 - rows written to the ``dead_letter`` table (``bigquery.googleapis.com/storage/uploaded_row_count``
-  of table ``dead_letter``): a visit or event the writers rejected.
+  of table ``dead_letter``): a visit or event the writers rejected;
+- a batch migration whose counts did not reconcile: no published metric says so, so a log-based
+  counter (``UNRECONCILED_METRIC``) of the error line the Composer DAG logs then
+  (``core.landing.UNRECONCILED``; Composer sends the Airflow workers' task logs to Cloud
+  Logging as the log ``airflow-worker`` of resource type ``cloud_composer_environment``).
 
 Thresholds are ``Thresholds``, each default with its reason (``REASONS``). ``resources`` returns
 the denial-of-service alerting's resources and these, in the order plan/apply needs them.
@@ -28,6 +32,8 @@ from clickstream.gcp import plan, pubsub
 from clickstream.monitoring import alerting
 
 POLICY_PREFIX = "Clickstream: "
+UNRECONCILED_METRIC = "clickstream_unreconciled_migrations"
+COMPOSER_LOG = "airflow-worker"  # the Composer environment's Airflow task logs
 DASHBOARD_KEY = "production-dashboard"
 AUTO_CLOSE_SECONDS = 1800
 
@@ -68,7 +74,7 @@ REASONS = {
 
 @dataclasses.dataclass(frozen=True)
 class Watch:
-    """One production alert: ``metric`` of ``resource`` selected by ``where``, aligned by
+    """One production alert: ``metric`` of ``resource`` selected by ``where`` (if any), aligned by
     ``aligner`` (and reduced by ``reducer``) per ``window`` seconds, compared with
     ``threshold`` for ``duration`` seconds. ``why`` explains the threshold, ``action`` is the
     runbook line."""
@@ -90,9 +96,8 @@ class Watch:
 
     @property
     def metric_filter(self) -> str:
-        return (
-            f'metric.type = "{self.metric}" AND resource.type = "{self.resource}" AND {self.where}'
-        )
+        found = f'metric.type = "{self.metric}" AND resource.type = "{self.resource}"'
+        return f"{found} AND {self.where}" if self.where else found
 
 
 def _job_names(template: str) -> str:
@@ -126,7 +131,7 @@ class Production:
             if pubsub.POLICIES[subscription.consumer].dead_letter:
                 dead_letters[names.dead_letter_topic(subscription.topic.rsplit("/", 1)[-1])] = None
         found += [self._dead_letters(name) for name in dead_letters]
-        return [*found, *self._subscribers(), self._dead_letter_rows()]
+        return [*found, *self._subscribers(), self._dead_letter_rows(), self._unreconciled()]
 
     def _template(self, name: str) -> list[Watch]:
         t, jobs = self.thresholds, _job_names(name)
@@ -299,6 +304,49 @@ class Production:
             missing_data="EVALUATION_MISSING_DATA_INACTIVE",
         )
 
+    def _unreconciled(self) -> Watch:
+        return Watch(
+            "unreconciled-migration",
+            "batch migration that did not reconcile",
+            alerting.USER_METRIC_PREFIX + UNRECONCILED_METRIC,
+            "cloud_composer_environment",
+            "",  # every environment: the metric counts the catalog's DAG's lines only
+            "ALIGN_SUM",
+            "COMPARISON_GT",
+            0,
+            "any: a migration whose records read are not its visits loaded and rejected, or "
+            "whose events do not add up, lost or invented rows",
+            "Find the DAG run's `announce_processed` log line (its file and job), compare the "
+            "job's counters with the file's lines, and load the file again once the cause is "
+            "fixed (a new generation of the object starts a new run).",
+            self.thresholds.period,
+            self.thresholds.period,
+            reducer="REDUCE_SUM",
+            missing_data="EVALUATION_MISSING_DATA_INACTIVE",
+        )
+
+    def unreconciled_metric(self) -> plan.Resource:
+        """The log-based counter of the DAG's line for a file whose counts do not reconcile."""
+        fields = {
+            "name": UNRECONCILED_METRIC,
+            "description": "Batch migrations (one per landed file) whose counts did not "
+            "reconcile, from the Composer DAG's error line.",
+            "filter": (
+                f'resource.type = "cloud_composer_environment" AND '
+                f'logName = "projects/{self.project}/logs/{COMPOSER_LOG}" AND '
+                f'severity >= ERROR AND textPayload : "{landing.UNRECONCILED}"'
+            ),
+            "metric_descriptor": {
+                "metric_kind": "DELTA",
+                "value_type": "INT64",
+                "unit": "1",
+                "display_name": "Clickstream: unreconciled batch migrations",
+            },
+        }
+        return plan.Resource(
+            alerting.LOG_METRIC, UNRECONCILED_METRIC, fields, immutable=("metric_descriptor",)
+        )
+
     def policy(self, watch: Watch) -> plan.Resource:
         """The alert policy of ``watch``, emailing the shared channel."""
         aggregation = {
@@ -352,9 +400,11 @@ class Production:
         return plan.Resource(alerting.DASHBOARD, DASHBOARD_KEY, fields)
 
     def resources(self) -> list[plan.Resource]:
-        """The policies, then their dashboard (the channel is the DoS alerting's)."""
+        """The log-based metric, the policies, then their dashboard (the channel is the DoS
+        alerting's)."""
         watches = self.watches()
-        return [*(self.policy(w) for w in watches), self.dashboard(watches)]
+        policies = [self.policy(w) for w in watches]
+        return [self.unreconciled_metric(), *policies, self.dashboard(watches)]
 
 
 def resources(

@@ -18,6 +18,9 @@ _BLOCK = re.compile(r"(<!-- generated: (\w+) -->\n).*?(<!-- end generated -->)",
 def message() -> str:
     file = landing.LandedFile("my-landing-bucket", "landing/visits-2024-07-01.jsonl", "1719824400")
     counters = dict(zip(landing.COUNTERS, (181, 180, 1, 1019, 2, 180), strict=True))
+    # and what the job counts besides, which the message does not carry: its counts reconcile
+    counters |= {"events_in_loaded_visits": 1021, "page_view": 842, "add_item_to_cart": 142}
+    counters |= {"purchase": 35}
     data, attributes = landing.notification(
         file,
         landing.PROCESSED,

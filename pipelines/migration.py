@@ -11,7 +11,7 @@ from typing import Any
 from google.api_core import exceptions
 from google.auth import exceptions as auth_exceptions
 
-from clickstream.core import contract, templates, visit
+from clickstream.core import contract, names, templates
 from clickstream.gcp import bigquery_tables, lineage, views
 from clickstream.pipelines import catalog
 from clickstream.transforms import visit_lines
@@ -30,7 +30,7 @@ def build_report(counters: dict[str, int], tables: dict[str, int], seconds: floa
         "events_loaded": counters.get("events_accepted", 0),
         "events_rejected": counters.get("events_rejected", 0),
         "events_in_loaded_visits": counters.get("events_in_loaded_visits", 0),
-        "events_by_type": {kind: counters.get(kind, 0) for kind in visit.EVENT_TABLES},
+        "events_by_type": {kind: counters.get(kind, 0) for kind in names.EVENT_TABLES},
         "rows_inserted": {
             name: counters.get(f"{name}.rows_inserted", 0) for name in contract.TABLES
         },
@@ -42,11 +42,7 @@ def build_report(counters: dict[str, int], tables: dict[str, int], seconds: floa
         "seconds_merging": counters.get("merge_ms", 0) / 1000,
     }
     report["visits_per_second"] = round(report["records_read"] / seconds) if seconds else 0
-    report["reconciled"] = (
-        report["records_read"] == report["visits_loaded"] + report["visits_rejected"]
-        and report["events_in_loaded_visits"] == report["events_loaded"] + report["events_rejected"]
-        and report["events_loaded"] == sum(report["events_by_type"].values())
-    )
+    report["reconciled"] = templates.counts_reconcile(counters)
     return report
 
 

@@ -9,7 +9,6 @@ import dataclasses
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -20,7 +19,7 @@ import requests
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
-from clickstream.core import names
+from clickstream.core import names, ports
 from clickstream.deploy.settings import Settings
 from clickstream.fakes import bigquery, dataplex, eventarc, lineage, monitoring, platform, pubsub
 from clickstream.fakes import storage as fake_storage
@@ -29,12 +28,6 @@ from clickstream.project import stand_ins
 
 READY_SECONDS = 60.0
 NUMBER = "424242424242"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclasses.dataclass
@@ -73,7 +66,7 @@ class FakeCloud:
 
     def __init__(self, project_id: str, region: str, work: Path, email: str = "oncall@example.com"):
         self.project_id, self.region, self.work, self.email = project_id, region, work, email
-        self.airflow_port = free_port()
+        self.airflow_port = ports.free_port()
         self.pull_health = ""  # the pull subscriber's /healthz, once its group runs
         self.processes = Processes(work / "logs")
         self._saved: dict[str, str] = {}
@@ -195,7 +188,7 @@ class FakeCloud:
         """A Cloud Run function: the Functions Framework on loopback, its environment as
         deployed but for what only Google Cloud gives (push tokens, Google-authenticated calls
         to Composer's web server), and its event trigger registered with the fake Eventarc."""
-        port = free_port()
+        port = ports.free_port()
         local = dict(environment)
         if name == names.PUSH_FUNCTION:  # the emulator pushes without an OIDC token
             local.pop("PUSH_AUDIENCE", None)
@@ -214,7 +207,7 @@ class FakeCloud:
 
     def _start_pull(self, metadata: dict[str, str]) -> subprocess.Popen:
         """The pull subscriber, as the VMs' startup script runs it."""
-        port = free_port()
+        port = ports.free_port()
         command = [
             *(sys.executable, "-m", "clickstream.subscribers.pull", "--project", self.project_id),
             *("--subscription", metadata["clickstream-subscription"]),

@@ -103,17 +103,24 @@ class Deployment:
         delete_data: bool = False,
         performed: Callable[[plan.Change], None] | None = None,
     ) -> None:
+        """Delete ``changes`` (``destroy_plan``'s) in order. Without ``delete_data`` nothing is
+        deleted if any of them holds data (said, all of them); with it, buckets and datasets are
+        emptied first (neither API deletes one that is not empty)."""
+        if not delete_data:
+            holding = [f for c in changes if (f := self._holds(c.resource))]
+            if holding:
+                raise DeploymentError(
+                    f"{'; '.join(holding)}: nothing deleted (destroy with --delete-data)"
+                )
         for change in changes:
             resource = change.resource
-            if resource.kind in HOLDS_DATA:
-                (self._empty if delete_data else self._refuse_if_holding)(resource)
+            if delete_data:
+                self._empty(resource)
             self.api[resource.kind].delete(resource, change.current or {})
             if performed:
                 performed(change)
 
     def _empty(self, resource: plan.Resource) -> None:
-        """Delete what a bucket or dataset holds beyond the plan (objects, undeclared tables):
-        neither API deletes a container that is not empty."""
         if resource.kind == storage.BUCKET:
             gcs = self.api[storage.BUCKET].client
             gcs.bucket(resource.name).delete_blobs(list(gcs.list_blobs(resource.name)))
@@ -122,19 +129,18 @@ class Deployment:
             for table in bq.list_tables(resource.name):
                 bq.delete_table(table, not_found_ok=True)
 
-    def _refuse_if_holding(self, resource: plan.Resource) -> None:
+    def _holds(self, resource: plan.Resource) -> str | None:
+        """What a bucket or a table holds (None: nothing); a dataset holds its tables,
+        which destroy deletes first."""
         if resource.kind == storage.BUCKET:
             gcs = self.api[storage.BUCKET].client
             if next(iter(gcs.list_blobs(resource.name, max_results=1)), None) is not None:
-                raise DeploymentError(
-                    f"bucket {resource.name} holds objects: empty it, or destroy with --delete-data"
-                )
-        if resource.kind == warehouse_plan.DATASET:
-            bq = self.api[warehouse_plan.DATASET].client
-            if next(iter(bq.list_tables(resource.name, max_results=1)), None) is not None:
-                raise DeploymentError(
-                    f"dataset {resource.name} holds tables: destroy with --delete-data"
-                )
+                return f"bucket {resource.name} holds objects"
+        if resource.kind == warehouse_plan.TABLE:
+            table = self.api[warehouse_plan.TABLE].client.get_table(resource.name)
+            if table.num_rows or table.streaming_buffer:
+                return f"table {resource.name} holds rows"
+        return None
 
     def verify(self) -> "Report":
         """What is missing, drifted or extra (nothing is changed)."""

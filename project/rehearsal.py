@@ -199,9 +199,10 @@ def run(lab_data: Path, build: Path, say: Callable[[str], None] = print) -> Repo
         step(f"{len(jobs.jobs)} flex-template jobs, workers on {sorted(map(str, images))}",
              len(jobs.jobs) == len(files) and None not in images)  # fmt: skip
         messages = _pull_all(project_id, names.FILES_PROCESSED_SUBSCRIPTION, len(files))
-        states = [landing.read_notification(m)["state"] for m in messages]
-        step(f"{states.count(landing.PROCESSED)} files announced processed",
-             states.count(landing.PROCESSED) == len(files))  # fmt: skip
+        bodies = [landing.read_notification(m) for m in messages]
+        processed = sum(b["state"] == landing.PROCESSED and b["reconciled"] for b in bodies)
+        step(f"{processed} files announced processed, their counts reconciled",
+             processed == len(files))  # fmt: skip
         lineage_runs = len(cloud.lineage.runs)
         step(f"{lineage_runs} lineage runs recorded", lineage_runs == len(files))
         step("no Eventarc delivery refused", not cloud.eventarc.refused)
@@ -236,9 +237,14 @@ def run(lab_data: Path, build: Path, say: Callable[[str], None] = print) -> Repo
         deletions = deployment.destroy_plan()
         deployment.destroy(deletions, delete_data=True)
         gone = lifecycle.Deployment.of(settings, build / "deploy").verify()
-        left = len(gone.changes) - len(gone.missing)
-        step(f"destroy deleted {len(deletions)}; verify finds {left} left (the APIs)",
-             left == sum(c.resource.kind == "api" for c in gone.changes))  # fmt: skip
+        left = [
+            c.resource.label
+            for c in gone.changes
+            if c.action != plan.CREATE and c.resource.kind not in lifecycle.KEPT_ON_DESTROY
+        ]
+        step(f"destroy deleted {len(deletions)}; verify finds all gone but the APIs", not left)
+        if left:
+            say("   left: " + ", ".join(left))
     return report
 
 

@@ -3,7 +3,6 @@ test tiers, marked from the fixtures a test uses (``make test-fast`` runs the te
 
 import os
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
@@ -23,18 +22,6 @@ PORT_VARIABLES = tuple(
     f"CLICKSTREAM_{name}_PORT"
     for name in ("PUBSUB", "BIGQUERY", "BIGQUERY_GRPC", "STORAGE", "METADATA")
 )
-
-
-def free_ports(count: int) -> list[int]:
-    """Ports nobody listens on right now (held open together so that they differ)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 @pytest.fixture(scope="session")
@@ -65,10 +52,11 @@ def airflow_environment() -> Path:
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory):
     """The three emulators, started for this session on free ports and stopped after it."""
+    from clickstream.core import ports
     from clickstream.local import emulators
 
-    ports = free_ports(len(PORT_VARIABLES))
-    env = {name: str(port) for name, port in zip(PORT_VARIABLES, ports, strict=True)}
+    chosen = ports.free_ports(len(PORT_VARIABLES))
+    env = {name: str(port) for name, port in zip(PORT_VARIABLES, chosen, strict=True)}
     env["CLICKSTREAM_STATE_DIR"] = str(tmp_path_factory.mktemp("stack"))
     saved = dict(os.environ)
     os.environ.update(env)

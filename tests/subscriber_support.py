@@ -14,9 +14,10 @@ from pathlib import Path
 
 import orjson
 import requests
-from conftest import ROOT, free_ports
+from conftest import ROOT
 
 from clickstream.core import contract, jsonlines, visit
+from clickstream.core.ports import free_ports
 from clickstream.gcp import bigquery_tables, warehouse
 
 MALFORMED = (b"{not json", b"[1, 2]", b"\xff\xfe not utf-8")  # Pub/Sub refuses empty data

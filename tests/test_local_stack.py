@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import PORT_VARIABLES, free_ports
+from conftest import PORT_VARIABLES
 
+from clickstream.core.ports import free_ports
 from clickstream.local import emulators
 
 ROOT = Path(__file__).resolve().parents[1]

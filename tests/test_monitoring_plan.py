@@ -84,6 +84,7 @@ def test_plan_of_a_fresh_project_is_the_documented_one(capsys, google):
     created = [line for line in printed.splitlines() if line.startswith("  + create")]
     watches = production.Production(PROJECT, tuple(pubsub.subscriptions(streaming=True))).watches()
     assert created[5:] == [
+        f"  + create    log_metric {production.UNRECONCILED_METRIC}",
         *(f"  + create    alert_policy {watch.key}" for watch in watches),
         "  + create    dashboard production-dashboard",
     ]
@@ -157,7 +158,7 @@ def test_a_new_threshold_is_one_update_of_the_policy_with_its_field_mask(capsys,
         "  ~ update    alert_policy dos-policy",
         "      conditions.0.condition_threshold.threshold_value: 1500",
         "  = unchanged dashboard dos-dashboard",
-        "  = unchanged alert_policy batch_migration-failed",
+        f"  = unchanged log_metric {production.UNRECONCILED_METRIC}",
     ]
     assert planned.splitlines()[-1] == (
         f"Plan: 0 to create, 1 to update, 0 to replace, {COUNT - 1} unchanged."

@@ -101,6 +101,8 @@ def test_a_processed_message_round_trips_and_says_where_rejects_went():
         "visits_rejected": 2,
         "events_accepted": 30,
         "events_rejected": 1,
+        "events_in_loaded_visits": 31,
+        "page_view": 30,
         "visits.rows_inserted": 10,
         "files_read": 1,  # not part of the message
     }
@@ -117,6 +119,19 @@ def test_a_processed_message_round_trips_and_says_where_rejects_went():
         "loaded (10 new), 2 rejected; 30 events loaded, 1 rejected "
         "(in p.clickstream.dead_letter); job job-1"
     )
+
+
+def test_counts_that_do_not_add_up_are_said_in_the_message_and_its_line():
+    counters = {"records_read": 12, "visits_accepted": 10, "visits_rejected": 1}  # one lost
+    data, _ = landing.notification(FILE, landing.PROCESSED, "job-1", counters)
+    body = landing.read_notification(data)
+    assert body["reconciled"] is False
+    assert landing.describe(body).startswith(
+        f"processed {FILE.url} (generation {FILE.generation}): {landing.UNRECONCILED}; 12 records"
+    )
+    events = {"events_in_loaded_visits": 3, "events_accepted": 3, "purchase": 2}  # one untyped
+    assert not templates.counts_reconcile({**counters, "visits_rejected": 2, **events})
+    assert templates.counts_reconcile({**counters, "visits_rejected": 2, **events, "page_view": 1})
 
 
 def test_a_clean_file_names_no_dead_letter_table_and_a_failure_says_why():

@@ -14,11 +14,11 @@ import time
 import pytest
 import requests
 from aiosmtpd.controller import Controller
-from conftest import free_ports
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
 from clickstream.core import landing, names
+from clickstream.core.ports import free_ports
 from clickstream.fakes import dataflow as fake_dataflow
 from clickstream.fakes import eventarc
 from clickstream.gcp import bigquery_tables

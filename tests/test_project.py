@@ -108,3 +108,25 @@ def test_verify_reports_a_missing_subscription_and_a_drifted_threshold(cloud, ca
     cli.main(["apply", *flags(cloud)])  # and apply mends both
     cli.main(["verify", *flags(cloud)])
     assert capsys.readouterr().out.splitlines()[-1].endswith("the project is as declared.")
+
+
+def test_destroy_asks_first_then_leaves_only_the_apis(cloud, capsys):
+    """Last: it takes the project down. Without a terminal, destroy needs --yes; with it, it
+    deletes what holds data only with --delete-data, and verify then finds only the APIs."""
+    with pytest.raises(SystemExit, match="pass --yes to confirm"):
+        cli.main(["destroy", *flags(cloud)])
+    planned = capsys.readouterr().out.splitlines()
+    assert planned[-1].startswith("Destroy: ") and planned[-1].endswith(
+        "to delete (the APIs stay enabled)."
+    )
+    with pytest.raises(SystemExit, match="holds objects: nothing deleted"):  # template files
+        cli.main(["destroy", *flags(cloud), "--yes"])
+    assert lifecycle.Deployment.of(cloud.settings(), cloud.build).verify().clean
+    cli.main(["destroy", *flags(cloud), "--yes", "--delete-data"])
+    assert capsys.readouterr().out.splitlines()[-1].startswith("Deleted ")
+    left = [
+        change.resource.label
+        for change in lifecycle.Deployment.of(cloud.settings(), cloud.build).verify().changes
+        if change.action != plan.CREATE and change.resource.kind not in lifecycle.KEPT_ON_DESTROY
+    ]
+    assert left == []

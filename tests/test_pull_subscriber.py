@@ -9,7 +9,6 @@ import signal
 import time
 
 import requests
-from conftest import free_ports
 from google.cloud import pubsub_v1
 from subscriber_support import (
     MALFORMED,
@@ -29,6 +28,7 @@ from subscriber_support import (
     wait_until,
 )
 
+from clickstream.core.ports import free_ports
 from clickstream.gcp import pubsub, views
 from clickstream.local import emulators
 from clickstream.pipelines import migration

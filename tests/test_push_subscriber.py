@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import functions_framework
 import pytest
 import requests
-from conftest import ROOT, free_ports
+from conftest import ROOT
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -32,6 +32,7 @@ from subscriber_support import (
     wait_until,
 )
 
+from clickstream.core.ports import free_ports
 from clickstream.gcp import bigquery_tables, pubsub, views
 
 AUDIENCE = "https://europe-west1-demo.cloudfunctions.net/clickstream-push"

@@ -22,12 +22,12 @@ from urllib.parse import urlsplit
 
 import orjson
 import pytest
-from conftest import free_ports
 from google.cloud import pubsub_v1
 from subscriber_support import answers, running, subprocess_env, wait_until
 
 from clickstream import pipelines
 from clickstream.core import templates
+from clickstream.core.ports import free_ports
 from clickstream.gcp import bigquery_tables, pubsub, views
 from clickstream.pipelines import local_runner
 from clickstream.simulator import visits

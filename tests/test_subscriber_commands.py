@@ -8,7 +8,6 @@ import subprocess
 import sys
 import tarfile
 
-from conftest import free_ports
 from google.cloud import pubsub_v1
 from subscriber_support import (
     answers,
@@ -21,6 +20,7 @@ from subscriber_support import (
 
 from clickstream.cli import main as cli
 from clickstream.core import contract, jsonlines, names
+from clickstream.core.ports import free_ports
 from clickstream.deploy import access, settings
 from clickstream.deploy import subscribers as deployment
 from clickstream.gcp import views

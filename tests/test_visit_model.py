@@ -10,7 +10,8 @@ import nasty_corpus
 import pytest
 
 from clickstream.core import contract
-from clickstream.core.visit import EVENT_TABLES, parse_visit
+from clickstream.core.names import EVENT_TABLES
+from clickstream.core.visit import parse_visit
 
 VALID = Path(__file__).parent / "fixtures" / "visits" / "valid"
 EVENT_TYPE_OF = {table: kind for kind, table in EVENT_TABLES.items()}

@@ -14,7 +14,7 @@ _COUNTERS = (
     "events_accepted",
     "events_rejected",
     "events_in_loaded_visits",
-    *visit.EVENT_TABLES,
+    *names.EVENT_TABLES,
 )
 
 
