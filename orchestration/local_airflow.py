@@ -21,6 +21,7 @@ import json
 import os
 import secrets
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -48,6 +49,9 @@ READY_TIMEOUT = 180.0  # seconds until the api-server answers and the DAG is par
 STOP_TIMEOUT = 15.0
 POLL = 0.5
 COMPONENTS = ("api-server", "scheduler", "dag-processor")
+# An Airflow component exits on a database error it does not handle (the scheduler on SQLite's
+# "database is locked" under many runs); Composer's Kubernetes starts it again, so does this.
+RESTARTS = 3
 REGION = "local"  # the Dataflow region of the local stack
 IMAGE_TAG = "local"  # the template image's tag: locally, the image is the checked-out code
 OUTPUT_TAIL = 3000  # characters of a failed command's output in its error
@@ -82,6 +86,10 @@ class Local:
         return self.home / "dags"
 
     @property
+    def database(self) -> Path:
+        return self.home / "airflow.db"
+
+    @property
     def image(self) -> str:
         """The migration template's image, named as on Google Cloud; locally, the checked-out
         code (``clickstream template run``) is that image."""
@@ -110,8 +118,11 @@ class Local:
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             # SQLite under many runs: writers wait for the lock instead of failing at once;
             # few tasks at a time on a laptop's cores.
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home}/airflow.db?timeout=120",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.database}?timeout=120",
             "AIRFLOW__CORE__PARALLELISM": str(PARALLELISM),
+            # ... and the tasks wait for the API server as long (default 5 s: a task whose
+            # report times out while SQLite is locked fails for nothing).
+            "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "120",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.airflow_url}/execution/",
@@ -278,13 +289,28 @@ def airflow(
     )
     if migrate.returncode:
         raise OrchestrationError(f"airflow db migrate failed:\n{migrate.stdout[-3000:]}")
+    # Write-ahead logging (kept in the file): readers and the one writer stop blocking each other.
+    with contextlib.closing(sqlite3.connect(local.database)) as database:
+        database.execute("PRAGMA journal_mode=WAL")
     processes = [
         _start([str(command), component], env, logs / f"{component}.log")
         for component in COMPONENTS
     ]
+    restarts = dict.fromkeys(COMPONENTS, 0)
+
+    def revive() -> None:
+        """Start again a component that exited (``RESTARTS`` times each at most)."""
+        for index, process in enumerate(processes):
+            args = cast(list[str], process.args)
+            if process.poll() is None or restarts[args[1]] == RESTARTS:
+                continue
+            restarts[args[1]] += 1
+            processes[index] = _start(args, env, logs / f"{args[1]}.log")
+        _alive(local, processes)
+
     try:
         _wait_for_dag(local, processes)
-        yield lambda: _alive(local, processes)
+        yield revive
     finally:
         _stop(processes)
 
