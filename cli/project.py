@@ -184,8 +184,6 @@ def _rehearse(args: argparse.Namespace) -> None:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    from clickstream.project import areas
-
     parser.add_argument(
         "--settings",
         type=Path,
@@ -197,9 +195,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--only",
         action="append",
-        choices=areas.AREAS,
+        choices=names.DEPLOYMENT_AREAS,
         metavar="AREA",
-        help=f"one area (repeat for more): {', '.join(areas.AREAS)}",
+        help=f"one area (repeat for more): {', '.join(names.DEPLOYMENT_AREAS)}",
     )
     parser.add_argument(
         "--build-dir", default=str(Path("build", "project")), help="where code is staged"
@@ -253,9 +251,9 @@ def register(commands) -> None:
         description="From an empty fake project (every fake on loopback, over the local "
         "emulators): apply everything, land the lab's files and follow them through the "
         "trigger, Airflow, the flex-template launch and the migration into the tables, publish "
-        "traffic through the subscribers and a denial-of-service burst to its alert, verify, "
-        "then destroy. Prints each step and the counts, which must equal the lab's. Needs "
-        "`make airflow`; starts and stops what it needs.",
+        "traffic through the subscribers, verify, then destroy (the denial-of-service burst is "
+        "`clickstream monitoring drill`'s). Prints each step and the counts, which must equal "
+        "the lab's. Needs `make airflow`; starts and stops what it needs.",
     )
     rehearse.add_argument(
         "--lab-data",

@@ -62,3 +62,16 @@ EVENT_TABLES = {
     "add_item_to_cart": "cart_adds",
     "purchase": "purchases",
 }
+# The whole-project deployment's areas, in dependency order (``clickstream.project.areas``).
+DEPLOYMENT_AREAS = (
+    "apis",
+    "identities",
+    "storage",
+    "bigquery",
+    "templates",
+    "pubsub",
+    "subscribers",
+    "monitoring",
+    "governance",
+    "orchestration",
+)

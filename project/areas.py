@@ -39,18 +39,7 @@ from clickstream.governance import mesh
 from clickstream.monitoring import alerting, production
 from clickstream.orchestration import deployment
 
-AREAS = (
-    "apis",
-    "identities",
-    "storage",
-    "bigquery",
-    "templates",
-    "pubsub",
-    "subscribers",
-    "monitoring",
-    "governance",
-    "orchestration",
-)
+AREAS = names.DEPLOYMENT_AREAS
 APIS = {  # the APIs each area's resources (and what runs on them) call
     "identities": ("iam.googleapis.com", "cloudresourcemanager.googleapis.com"),
     "storage": ("storage.googleapis.com",),
