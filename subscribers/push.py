@@ -46,6 +46,7 @@ if not _LOG.handlers:  # the Functions Framework leaves logging unconfigured
     _LOG.addHandler(logging.StreamHandler())
     _LOG.handlers[0].setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     _LOG.setLevel(logging.INFO)
+    _LOG.propagate = False  # one line per delivery, also where the root logger has a handler
 
 
 class EnvelopeError(ValueError):
