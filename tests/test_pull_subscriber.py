@@ -49,6 +49,11 @@ def _publish(project: str, topic: str, payloads: list[bytes]) -> dict[str, bytes
 def _stop(process, log) -> dict:
     """SIGTERM the subscriber, expect exit 0; its final stats."""
     process.send_signal(signal.SIGTERM)
+    return _stopped(process, log)
+
+
+def _stopped(process, log) -> dict:
+    """Expect the subscriber to exit 0; its final stats."""
     assert process.wait(timeout=60) == 0, log.read_text()[-2000:]
     last = log.read_text().rstrip().splitlines()[-1]
     assert "stopped (drained): " in last, last
@@ -134,12 +139,20 @@ def test_pull_drains_on_sigterm(stack, lab_data, tmp_path):
     dataset, name = "pull_drained", "pull-drained"
     views.ensure_analyst_dataset(stack.project, dataset)
     subscription = pubsub.ensure_subscription(stack.project, name, name)[0]
-    messages = _publish(stack.project, name, lab_lines(lab_data, "2024-07-06")[:150])
     port, log = free_ports(1)[0], tmp_path / "pull.log"
     command = pull_command(subscription, dataset, port, "--batch-size", "50")
+    bigquery = emulators.status()["bigquery"]["pid"]
     with running(command, log, subprocess_env()) as process:
-        wait_until(lambda: "batch 1: writing" in log.read_text(), 60, "a first batch", 0.02)
-        stats = _stop(process, log)
+        wait_until(lambda: "pulling projects/" in log.read_text(), 30, "the pull to start")
+        os.killpg(bigquery, signal.SIGSTOP)  # the first batch's write waits for the stop
+        try:
+            messages = _publish(stack.project, name, lab_lines(lab_data, "2024-07-06")[:150])
+            wait_until(lambda: "batch 1: writing" in log.read_text(), 60, "a first batch")
+            process.send_signal(signal.SIGTERM)
+            wait_until(lambda: "stopping:" in log.read_text(), 30, "the stop to begin")
+        finally:
+            os.killpg(bigquery, signal.SIGCONT)
+        stats = _stopped(process, log)
     # Stopped while a batch was written: it was finished, and every message received (those
     # waiting for the next batch too) was written and acked; what arrived meanwhile was nacked.
     text = log.read_text()
