@@ -56,7 +56,10 @@ def wait_for_run(local: local_airflow.Local, file: landing.LandedFile) -> str:
     url = f"{local.airflow_url}/api/v2/dags/{names.FILE_LANDED_DAG}/dagRuns/{file.run_id}"
     deadline = time.monotonic() + RUN_TIMEOUT
     while time.monotonic() < deadline:
-        response = requests.get(url, timeout=10)
+        try:  # Airflow's API on SQLite can be slow to answer while runs write: ask again
+            response = requests.get(url, timeout=30)
+        except requests.Timeout:
+            continue
         if response.ok and response.json()["state"] in ("success", "failed"):
             return response.json()["state"]
         time.sleep(1)
@@ -65,7 +68,7 @@ def wait_for_run(local: local_airflow.Local, file: landing.LandedFile) -> str:
 
 def runs(local: local_airflow.Local) -> list[str]:
     url = f"{local.airflow_url}/api/v2/dags/{names.FILE_LANDED_DAG}/dagRuns?limit=100"
-    return sorted(run["dag_run_id"] for run in requests.get(url, timeout=10).json()["dag_runs"])
+    return sorted(run["dag_run_id"] for run in requests.get(url, timeout=60).json()["dag_runs"])
 
 
 def upload(client: storage.Client, project: str, path) -> landing.LandedFile:
