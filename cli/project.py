@@ -232,7 +232,8 @@ def register(commands) -> None:
             parser.add_argument(
                 "--delete-data",
                 action="store_true",
-                help="also delete buckets holding objects and the dataset with its tables",
+                help="also delete what holds data: buckets with objects (emptied first), tables "
+                "with rows, the dataset with its tables",
             )
         parser.set_defaults(run=run)
 

@@ -183,7 +183,7 @@ def _wait_for_server(local: Local, process: subprocess.Popen, url: str) -> None:
     deadline = time.monotonic() + READY_TIMEOUT
     while time.monotonic() < deadline:
         _alive(local, [process])
-        with contextlib.suppress(requests.ConnectionError):
+        with contextlib.suppress(requests.RequestException):  # not listening yet, or slow
             requests.get(url, timeout=5)
             return
         time.sleep(POLL)
