@@ -204,59 +204,68 @@ def decode(payload: bytes | str) -> object:
 
 def event_rows(
     visit: dict[str, Any], visit_id: str, index: int, event: dict[str, Any]
-) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(table, row) for a valid, normalised event: one row, plus purchase_items for a purchase."""
+) -> list[tuple[str, dict[str, Any]]]:
+    """(table, row) for a valid, normalised event: one row, plus purchase_items for a purchase.
+    Every row starts with the event's columns (visit_id, event_index, event_timestamp and the
+    visit's session_id, user_id, device_type; purchase_items: its own order)."""
     details = event["details"]
-    common = {
-        "visit_id": visit_id,
-        "event_index": index,
-        "event_timestamp": event["timestamp"],
-        "session_id": visit["session_id"],
-        "user_id": visit["user_id"],
-        "device_type": visit.get("device_type"),
-    }
     kind = event["event_type"]
+    stamp = event["timestamp"]
+    device = visit.get("device_type")
     if kind == "page_view":
         url = details["page_url"]
-        yield (
-            "page_views",
-            {
-                **common,
-                "page_url": url,
-                "page_path": _page_path(url),
-                "referrer_url": details.get("referrer_url"),
-            },
-        )
-        return
+        row = {
+            "visit_id": visit_id,
+            "event_index": index,
+            "event_timestamp": stamp,
+            "session_id": visit["session_id"],
+            "user_id": visit["user_id"],
+            "device_type": device,
+            "page_url": url,
+            "page_path": _page_path(url),
+            "referrer_url": details.get("referrer_url"),
+        }
+        return [("page_views", row)]
     if kind == "add_item_to_cart":
-        yield "cart_adds", {**common, **_product_line(details)}
-        return
+        row = {
+            "visit_id": visit_id,
+            "event_index": index,
+            "event_timestamp": stamp,
+            "session_id": visit["session_id"],
+            "user_id": visit["user_id"],
+            "device_type": device,
+            **_product_line(details),
+        }
+        return [("cart_adds", row)]
     items = details["items"]
-    yield (
-        "purchases",
-        {
-            **common,
-            "order_id": details["order_id"],
-            "amount": _numeric_text(_numeric(details["amount"])),
-            "currency": details.get("currency"),
-            "item_count": len(items),
-            "unit_count": sum(int(item["quantity"]) for item in items),
-        },
-    )
+    order, currency = details["order_id"], details.get("currency")
+    purchase = {
+        "visit_id": visit_id,
+        "event_index": index,
+        "event_timestamp": stamp,
+        "session_id": visit["session_id"],
+        "user_id": visit["user_id"],
+        "device_type": device,
+        "order_id": order,
+        "amount": _numeric_text(_numeric(details["amount"])),
+        "currency": currency,
+        "item_count": len(items),
+        "unit_count": sum(int(item["quantity"]) for item in items),
+    }
+    rows = [("purchases", purchase)]
     for item_index, item in enumerate(items):
-        yield (
-            "purchase_items",
-            {
-                "visit_id": visit_id,
-                "event_index": index,
-                "item_index": item_index,
-                "event_timestamp": common["event_timestamp"],
-                "order_id": details["order_id"],
-                "device_type": common["device_type"],
-                **_product_line(item),
-                "currency": details.get("currency"),
-            },
-        )
+        line = {
+            "visit_id": visit_id,
+            "event_index": index,
+            "item_index": item_index,
+            "event_timestamp": stamp,
+            "order_id": order,
+            "device_type": device,
+            **_product_line(item),
+            "currency": currency,
+        }
+        rows.append(("purchase_items", line))
+    return rows
 
 
 def _product_line(details: dict[str, Any]) -> dict[str, Any]:
@@ -330,8 +339,7 @@ def normalise_event(raw: object, checked: bool = False) -> NormalisedEvent:
     """Unwrap, validate (unless ``checked``: its visit holds the schema) and convert one event;
     a rejected one carries the reason."""
     event = _unwrap(raw)
-    fault = "" if checked else _event_fault(event)
-    if fault:
+    if not checked and (fault := _event_fault(event)):
         return NormalisedEvent(raw, None, None, fault)
     try:
         moment, stamp = _utc(event["timestamp"])
@@ -378,18 +386,25 @@ def visit_key(visit: dict[str, Any], events: list[NormalisedEvent]) -> str:
 def visit_row(
     visit: dict[str, Any], visit_id: str, events: list[NormalisedEvent]
 ) -> dict[str, Any]:
-    """The ``visits`` row: the visit's attributes and what became of its events."""
-    valid = [(e.event, e.moment) for e in events if e.event is not None and e.moment is not None]
-    kinds = [event["event_type"] for event, _ in valid]
-    counts = {kind: kinds.count(kind) for kind in names.EVENT_TABLES}
+    """The ``visits`` row: the visit's attributes and what became of its events (one pass)."""
+    counts = dict.fromkeys(names.EVENT_TABLES, 0)
     amount = _ZERO
-    if counts["purchase"]:
-        for kind, (event, _) in zip(kinds, valid, strict=True):
-            if kind == "purchase":
-                amount = _NUMERIC.add(amount, _numeric(event["details"]["amount"]))
-    moments = [moment for _, moment in valid]
-    first = valid[moments.index(min(moments))][0] if valid else None
-    last = valid[moments.index(max(moments))][0] if valid else None
+    valid = 0
+    first = last = None  # the first valid event at the earliest and at the latest moment
+    earliest = latest = None
+    for normalised in events:
+        event, moment = normalised.event, normalised.moment
+        if event is None or moment is None:
+            continue
+        valid += 1
+        kind = event["event_type"]
+        counts[kind] += 1
+        if kind == "purchase":
+            amount = _NUMERIC.add(amount, _numeric(event["details"]["amount"]))
+        if earliest is None or moment < earliest:
+            first, earliest = event, moment
+        if latest is None or moment > latest:
+            last, latest = event, moment
     latitude, longitude = _coordinates(visit.get("geolocation"))
     return {
         "visit_id": visit_id,
@@ -406,7 +421,7 @@ def visit_row(
         "page_view_count": counts["page_view"],
         "cart_add_count": counts["add_item_to_cart"],
         "purchase_count": counts["purchase"],
-        "rejected_event_count": len(events) - len(valid),
+        "rejected_event_count": len(events) - valid,
         "purchase_amount": _numeric_text(amount) if amount < _NUMERIC_LIMIT else None,
     }
 

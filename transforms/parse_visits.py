@@ -7,6 +7,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from clickstream.core import contract, names, visit
+from clickstream.transforms.rows import as_row
 
 _COUNTERS = (
     "visits_accepted",
@@ -30,23 +31,21 @@ class _Parse(beam.DoFn):
 
     def process(self, record: Any) -> Iterator[Any]:
         parsed = visit.parse_visit(record.payload, getattr(record, "source", None) or "unknown")
-        yield beam.Row(
-            **{table: [beam.Row(**row) for row in rows] for table, rows in parsed.rows.items()}
-        )
-        counts = self.counts
-        if not parsed.visit_loaded:
+        rows, counts = parsed.rows, self.counts
+        if rows["visits"]:
+            row = rows["visits"][0]
+            counts["visits_accepted"] += 1
+            counts["events_rejected"] += len(rows["dead_letter"])
+            counts["events_in_loaded_visits"] += row["event_count"]
+            counts["page_view"] += row["page_view_count"]
+            counts["add_item_to_cart"] += row["cart_add_count"]
+            counts["purchase"] += row["purchase_count"]
+            counts["events_accepted"] += row["event_count"] - row["rejected_event_count"]
+        else:
             counts["visits_rejected"] += 1
-            return
-        counts["visits_accepted"] += 1
-        counts["events_rejected"] += len(parsed.rows["dead_letter"])
-        row = parsed.rows["visits"][0]
-        counts["events_in_loaded_visits"] += row["event_count"]
-        counts["page_view"] += row["page_view_count"]
-        counts["add_item_to_cart"] += row["cart_add_count"]
-        counts["purchase"] += row["purchase_count"]
-        counts["events_accepted"] += (
-            row["page_view_count"] + row["cart_add_count"] + row["purchase_count"]
-        )
+        return [
+            as_row({table: [as_row(r) for r in table_rows] for table, table_rows in rows.items()})
+        ]
 
     def finish_bundle(self) -> None:
         for name, count in self.counts.items():

@@ -10,6 +10,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from clickstream.core import jsonlines, names
+from clickstream.transforms.rows import as_row
 
 _LOG = logging.getLogger(__name__)
 
@@ -21,7 +22,7 @@ def _records(readable: fileio.ReadableFile) -> Iterator[beam.Row]:
     with readable.open(compression_type=CompressionTypes.AUTO) as handle:
         for number, record in jsonlines.records(handle):
             count += 1
-            yield beam.Row(payload=record, source=f"{path}:{number}")
+            yield as_row({"payload": record, "source": f"{path}:{number}"})
     beam.metrics.Metrics.counter(names.COUNTER_NAMESPACE, "records_read").inc(count)
     beam.metrics.Metrics.counter(names.COUNTER_NAMESPACE, "files_read").inc()
     _LOG.info("read %s: %d records", path, count)
