@@ -206,53 +206,36 @@ def event_rows(
     visit: dict[str, Any], visit_id: str, index: int, event: dict[str, Any]
 ) -> list[tuple[str, dict[str, Any]]]:
     """(table, row) for a valid, normalised event: one row, plus purchase_items for a purchase.
-    Every row starts with the event's columns (visit_id, event_index, event_timestamp and the
-    visit's session_id, user_id, device_type; purchase_items: its own order)."""
+    Each row is one dict, the event's columns first (extended in place, not merged)."""
     details = event["details"]
     kind = event["event_type"]
     stamp = event["timestamp"]
     device = visit.get("device_type")
-    if kind == "page_view":
-        url = details["page_url"]
-        row = {
-            "visit_id": visit_id,
-            "event_index": index,
-            "event_timestamp": stamp,
-            "session_id": visit["session_id"],
-            "user_id": visit["user_id"],
-            "device_type": device,
-            "page_url": url,
-            "page_path": _page_path(url),
-            "referrer_url": details.get("referrer_url"),
-        }
-        return [("page_views", row)]
-    if kind == "add_item_to_cart":
-        row = {
-            "visit_id": visit_id,
-            "event_index": index,
-            "event_timestamp": stamp,
-            "session_id": visit["session_id"],
-            "user_id": visit["user_id"],
-            "device_type": device,
-            **_product_line(details),
-        }
-        return [("cart_adds", row)]
-    items = details["items"]
-    order, currency = details["order_id"], details.get("currency")
-    purchase = {
+    row = {
         "visit_id": visit_id,
         "event_index": index,
         "event_timestamp": stamp,
         "session_id": visit["session_id"],
         "user_id": visit["user_id"],
         "device_type": device,
-        "order_id": order,
-        "amount": _numeric_text(_numeric(details["amount"])),
-        "currency": currency,
-        "item_count": len(items),
-        "unit_count": sum(int(item["quantity"]) for item in items),
     }
-    rows = [("purchases", purchase)]
+    if kind == "page_view":
+        url = details["page_url"]
+        row["page_url"] = url
+        row["page_path"] = _page_path(url)
+        row["referrer_url"] = details.get("referrer_url")
+        return [("page_views", row)]
+    if kind == "add_item_to_cart":
+        row.update(_product_line(details))
+        return [("cart_adds", row)]
+    items = details["items"]
+    order, currency = details["order_id"], details.get("currency")
+    row["order_id"] = order
+    row["amount"] = _numeric_text(_numeric(details["amount"]))
+    row["currency"] = currency
+    row["item_count"] = len(items)
+    row["unit_count"] = sum(int(item["quantity"]) for item in items)
+    rows = [("purchases", row)]
     for item_index, item in enumerate(items):
         line = {
             "visit_id": visit_id,
