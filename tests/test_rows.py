@@ -3,7 +3,7 @@ them by type and by fields in order)."""
 
 import apache_beam as beam
 
-from clickstream.transforms.rows import as_row
+from clickstream.transforms.rows import as_row, as_rows
 
 
 def test_as_row_is_beam_row_of_the_same_fields_in_order():
@@ -13,3 +13,11 @@ def test_as_row_is_beam_row_of_the_same_fields_in_order():
     assert list(vars(row).items()) == list(vars(expected).items())
     assert row._asdict() == fields and row.page_path == "/"
     assert as_row(dict(reversed(fields.items()))) != expected  # order is part of a Row
+
+
+def test_as_rows_is_a_row_of_lists_of_rows():
+    tables = {"visits": [{"visit_id": "v1"}], "page_views": [{"visit_id": "v1", "event_index": 0}]}
+    expected = beam.Row(**{t: [beam.Row(**r) for r in rows] for t, rows in tables.items()})
+    made = as_rows({t: [dict(r) for r in rows] for t, rows in tables.items()})
+    assert made == expected and type(made.visits[0]) is beam.Row
+    assert as_rows({"dead_letter": []}) == beam.Row(dead_letter=[])

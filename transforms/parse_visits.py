@@ -7,7 +7,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from clickstream.core import contract, names, visit
-from clickstream.transforms.rows import as_row
+from clickstream.transforms.rows import as_rows
 
 _COUNTERS = (
     "visits_accepted",
@@ -43,9 +43,7 @@ class _Parse(beam.DoFn):
             counts["events_accepted"] += row["event_count"] - row["rejected_event_count"]
         else:
             counts["visits_rejected"] += 1
-        return [
-            as_row({table: [as_row(r) for r in table_rows] for table, table_rows in rows.items()})
-        ]
+        return [as_rows(rows)]
 
     def finish_bundle(self) -> None:
         for name, count in self.counts.items():

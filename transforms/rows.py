@@ -1,13 +1,30 @@
-"""Rows as Beam YAML's transforms pass them (``beam.Row``), made from dicts without a copy."""
+"""Rows as Beam YAML's transforms pass them (``beam.Row``), made from dicts without a copy: a
+Row is its instance ``__dict__`` (``apache_beam/pvalue.py``: ``beam.Row(**fields)`` copies
+``fields`` into it), so the dict itself can be that ``__dict__``. The same object as
+``beam.Row(**fields)`` (type, fields, their order, equality), for elements made by the thousand;
+the caller hands the dicts over and no longer changes them."""
 
 import apache_beam as beam
 
+_new = object.__new__
+
 
 def as_row(fields: dict) -> beam.Row:
-    """``beam.Row(**fields)``, the same object (type, fields, their order, equality), made
-    without copying ``fields`` twice: a Row is its instance ``__dict__``
-    (``apache_beam/pvalue.py``), here ``fields`` itself, which the caller hands over and no
-    longer changes. For elements made by the thousand (``ParseVisits``: one per row)."""
-    row = object.__new__(beam.Row)
+    """``beam.Row(**fields)``, without copying ``fields``."""
+    row = _new(beam.Row)
     row.__dict__ = fields
     return row
+
+
+def as_rows(tables: dict[str, list[dict]]) -> beam.Row:
+    """``beam.Row(**{name: [beam.Row(**fields) for fields in rows] for name, rows in ...})``
+    without copying a dict: a Row of lists of Rows (``ParseVisits``: a field per table)."""
+    converted = {}
+    for name, rows in tables.items():
+        listed = []
+        for fields in rows:
+            row = _new(beam.Row)
+            row.__dict__ = fields
+            listed.append(row)
+        converted[name] = listed
+    return as_row(converted)
