@@ -25,7 +25,7 @@ import decimal
 import functools
 import hashlib
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -284,6 +284,9 @@ class NormalisedEvent(typing.NamedTuple):
     reason: str = ""  # why it was rejected
 
 
+_accepted = tuple.__new__  # a NormalisedEvent of its four fields, without NamedTuple's Python call
+
+
 def _reason(error: fastjsonschema.JsonSchemaValueException, subject: str) -> str:
     """fastjsonschema's message ("data.x must be ...") about ``subject`` ("event.x must be")."""
     return subject + error.message.removeprefix("data")
@@ -335,7 +338,9 @@ def normalise_event(raw: object, checked: bool = False) -> NormalisedEvent:
             _check_line_amounts(event)
         except ValueError as error:
             return NormalisedEvent(raw, None, None, str(error))
-    return NormalisedEvent(raw, {**event, "timestamp": stamp}, moment)
+    normalised = event.copy()
+    normalised["timestamp"] = stamp
+    return _accepted(NormalisedEvent, (raw, normalised, moment, ""))
 
 
 class InvalidVisit(ValueError):

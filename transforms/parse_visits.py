@@ -1,6 +1,5 @@
 """The Beam face of the visit model: records in, every analyst table's rows out."""
 
-from collections.abc import Iterator
 from typing import Any
 
 import apache_beam as beam
@@ -29,7 +28,7 @@ class _Parse(beam.DoFn):
     def start_bundle(self) -> None:
         self.counts = dict.fromkeys(_COUNTERS, 0)
 
-    def process(self, record: Any) -> Iterator[Any]:
+    def process(self, record: Any) -> list[Any]:
         parsed = visit.parse_visit(record.payload, getattr(record, "source", None) or "unknown")
         rows, counts = parsed.rows, self.counts
         if rows["visits"]:
