@@ -3,7 +3,8 @@
 on this machine (``mail``):
 
 - ``backlog``: the pull subscriber (``python -m clickstream.subscribers.pull``, as on the VMs)
-  on a subscription of its own while the simulator publishes; the subscriber is stopped, the
+  on a subscription of its own while the simulator publishes; the subscriber is stopped (and
+  the stream the Pub/Sub emulator goes on serving to it is ended, ``end_missed_streams``), the
   backlog-age policy's twin opens an incident and emails once; the subscriber is started again,
   catches up, and the incident closes.
 - ``dead_letters``: the pull subscriber running while the simulator publishes malformed visits
@@ -23,7 +24,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from clickstream.core import incidents, names
+from clickstream.core import incidents, names, ports
 from clickstream.gcp import pubsub
 from clickstream.monitoring import drill, evaluator, mail, production, samplers
 
@@ -34,6 +35,7 @@ EMAIL = drill.EMAIL
 BACKLOG = production.Thresholds(period=2, backlog_age=15)
 DEAD_LETTERS = production.Thresholds(period=5)
 READY_TIMEOUT = 120.0  # seconds for a subscriber to start
+PUSH_HOLD = 0.5  # seconds a subscription is a push one to end its streams (``end_missed_streams``)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +93,8 @@ class _Run:
     def subscription(self, kind: str) -> str:
         """A subscription of the drill's own on the topic, deleted at the end, with the kept
         policy: no dead-letter topic (the backlog sampler's looks count as deliveries) and a
-        first lease of 10 s (what a stopped subscriber held comes back within that)."""
+        first lease of 10 s (what a stopped subscriber's stream held comes back within that
+        once the stream is ended: ``end_missed_streams``)."""
         name = f"{kind}-drill-{self.run_id}"
         path, _ = pubsub.ensure_subscription(
             self.settings.project, name, self.settings.topic, "kept"
@@ -171,6 +174,29 @@ class _Run:
         return Report(self._watching.latest, self._watching.notifications)
 
 
+def end_missed_streams(subscription: str, hold: float = PUSH_HOLD) -> None:
+    """End the streaming pulls the Pub/Sub emulator still serves on ``subscription`` (a path)
+    after their subscribers closed them. The emulator misses a client's closing of a stream
+    (docs/subscribers.md, "On the emulators") and goes on sending it messages for minutes: new
+    ones, and those handed back (nacked, or coming back from a lease) too, each held there for
+    the stream's ack deadline and then offered again, so they stay out of sight of any other
+    subscriber and of the backlog sampler, and come back tens of seconds older. Pub/Sub sends
+    nothing to a closed stream. The emulator ends every streaming pull of a subscription that
+    has a push endpoint (FAILED_PRECONDITION): the subscription is a push one for ``hold``
+    seconds, then a pull one again. The endpoint is a port nothing listens on, so a message pushed
+    meanwhile is refused and offered again within a second or two; what the closed stream held
+    comes back when its lease (at most the stream's ack deadline) runs out. Local stack only."""
+    from google.cloud import pubsub_v1
+
+    refused = f"http://{ports.HOST}:{ports.free_port()}/"
+    with pubsub_v1.SubscriberClient() as client:
+        client.modify_push_config(subscription=subscription, push_config={"push_endpoint": refused})
+        try:
+            time.sleep(hold)  # the emulator checks each stream's subscription every 50 ms
+        finally:
+            client.modify_push_config(subscription=subscription, push_config={})
+
+
 def backlog(settings: Drill, say: Callable[[str], None] = print) -> Report:
     """The backlog drill (see the module docstring)."""
     run = _Run(settings, say)
@@ -183,6 +209,11 @@ def backlog(settings: Drill, say: Callable[[str], None] = print) -> Report:
         time.sleep(BACKLOG.period)
         say("stopping the pull subscriber while the simulator publishes")
         drill._stop(first, 30.0)
+        # The emulator missed that the subscriber closed its stream: end it, as Pub/Sub would
+        # have, or the messages it goes on sending there hide from the sampler and come back
+        # late, opening the incident late and again after it closed.
+        say("ending the stream the emulator still serves to the stopped subscriber")
+        end_missed_streams(subscription)
         if run.until(run.opened, traffic):
             say("starting the pull subscriber again: it catches up")
             run.start_pull(subscription, 2)

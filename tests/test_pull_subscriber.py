@@ -105,7 +105,8 @@ def test_pull_killed_mid_batch_loses_nothing(stack, lab_data, tmp_path):
     port, log = free_ports(1)[0], tmp_path / "pull.log"
     bigquery = emulators.status()["bigquery"]["pid"]
     # Leases of 10 s at most: what the killed process held expires 10 s after the kill (the
-    # emulator then takes 0 to 70 s more to redeliver it: it misses closed streams).
+    # emulator may take minutes more to redeliver it: it misses closed streams, and goes on
+    # sending to the dead stream; docs/subscribers.md, "On the emulators").
     command = pull_command(
         subscription, dataset, port, "--batch-size", "25", "--max-lease-seconds", "10"
     )
