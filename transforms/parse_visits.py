@@ -31,7 +31,7 @@ class _Parse(beam.DoFn):
     def process(self, record: Any) -> list[Any]:
         parsed = visit.parse_visit(record.payload, getattr(record, "source", None) or "unknown")
         rows, counts = parsed.rows, self.counts
-        if rows["visits"]:
+        if parsed.visit_loaded:
             row = rows["visits"][0]
             counts["visits_accepted"] += 1
             counts["events_rejected"] += len(rows["dead_letter"])

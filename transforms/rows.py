@@ -20,7 +20,8 @@ def as_row(fields: dict[str, Any]) -> beam.Row:
 
 def as_rows(tables: dict[str, list[dict[str, Any]]]) -> beam.Row:
     """``beam.Row(**{name: [beam.Row(**fields) for fields in rows] for name, rows in ...})``
-    without copying a dict: a Row of lists of Rows (``ParseVisits``: a field per table)."""
+    without copying a dict: a Row of lists of Rows (``ParseVisits``: a field per table).
+    ``as_row``'s two lines are inlined: a call per row is about 1 µs a visit, on the hot path."""
     converted: dict[str, Any] = {}
     for name, rows in tables.items():
         listed: list[beam.Row] = []
